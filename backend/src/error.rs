@@ -1,0 +1,58 @@
+//! Typed errors of tree operations and their single mapping to errno.
+//!
+//! Every refusal a filesystem operation can produce is one variant here; the FUSE layer and
+//! (later) the IPC and DFSM layers turn them into the original's errno values through
+//! [`FsError::errno`] and nowhere else.
+
+use thiserror::Error;
+
+/// Why a tree operation was refused or failed.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum FsError {
+    #[error("no such file or directory")]
+    NotFound,
+    #[error("not a directory")]
+    NotADirectory,
+    #[error("file exists")]
+    Exists,
+    #[error("permission denied")]
+    AccessDenied,
+    #[error("operation not permitted")]
+    NotPermitted,
+    #[error("directory not empty")]
+    NotEmpty,
+    #[error("file too large (limit is 1 MiB)")]
+    FileTooBig,
+    #[error("file name too long")]
+    NameTooLong,
+    #[error("invalid argument")]
+    Invalid,
+    #[error("no space left")]
+    NoSpace,
+    #[error("device or resource busy")]
+    Busy,
+    #[error("input/output error: {0}")]
+    Io(String),
+}
+
+impl FsError {
+    /// The errno the original daemon returns for this refusal (positive value).
+    pub fn errno(&self) -> i32 {
+        match self {
+            FsError::NotFound => libc::ENOENT,
+            FsError::NotADirectory => libc::ENOTDIR,
+            FsError::Exists => libc::EEXIST,
+            FsError::AccessDenied => libc::EACCES,
+            FsError::NotPermitted => libc::EPERM,
+            FsError::NotEmpty => libc::ENOTEMPTY,
+            FsError::FileTooBig => libc::EFBIG,
+            FsError::NameTooLong => libc::ENAMETOOLONG,
+            FsError::Invalid => libc::EINVAL,
+            FsError::NoSpace => libc::ENOSPC,
+            FsError::Busy => libc::EBUSY,
+            FsError::Io(_) => libc::EIO,
+        }
+    }
+}
+
+pub type FsResult<T> = Result<T, FsError>;

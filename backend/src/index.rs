@@ -1,0 +1,90 @@
+//! The memdb index (DFSM state of the file tree) and the SHA-256 checksums over entries.
+//!
+//! Layouts are the original's, integers little-endian: index header
+//! `version u64, last_inode u64, writer u32, mtime u32, size u32, bytes u32`, then per entry
+//! `inode u64, digest [u8; 32]`, sorted by inode.
+
+use sha2::{Digest, Sha256};
+
+use crate::entry::Entry;
+
+/// Size of the index header.
+pub const INDEX_HEADER_LEN: usize = 32;
+/// Size of one index entry.
+pub const INDEX_ENTRY_LEN: usize = 40;
+
+fn hash_fields(h: &mut Sha256, e: &Entry) {
+    h.update(e.version.to_le_bytes());
+    h.update(e.writer.to_le_bytes());
+    h.update(e.mtime.to_le_bytes());
+    h.update(e.size().to_le_bytes());
+    h.update([e.kind()]);
+    h.update(e.parent.to_le_bytes());
+    h.update(e.name.as_bytes());
+    if !e.data().is_empty() {
+        h.update(e.data());
+    }
+}
+
+/// Per-entry digest used in the index: everything but the inode.
+pub fn entry_digest(e: &Entry) -> [u8; 32] {
+    let mut h = Sha256::new();
+    hash_fields(&mut h, e);
+    h.finalize().into()
+}
+
+/// Lock checksum (`memdb_tree_entry_csum`): inode, version, writer, mtime, size, type,
+/// parent, name, data.
+pub fn entry_csum(e: &Entry) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(e.inode.to_le_bytes());
+    h.update(e.version.to_le_bytes());
+    h.update(e.writer.to_le_bytes());
+    h.update(e.mtime.to_le_bytes());
+    h.update(e.size().to_le_bytes());
+    h.update([e.kind()]);
+    h.update(e.parent.to_le_bytes());
+    h.update(e.name.as_bytes());
+    if !e.data().is_empty() {
+        h.update(e.data());
+    }
+    h.finalize().into()
+}
+
+/// Whole-tree checksum (`memdb_compute_checksum`): entries in inode order, each as
+/// `inode` followed by the digest fields.
+pub fn tree_checksum<'a>(sorted_entries: impl Iterator<Item = &'a Entry>) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for e in sorted_entries {
+        h.update(e.inode.to_le_bytes());
+        hash_fields(&mut h, e);
+    }
+    h.finalize().into()
+}
+
+/// Encodes the index of entries sorted by inode; `root` supplies version/writer/mtime.
+pub fn encode_index<'a>(root: &Entry, sorted_entries: impl Iterator<Item = &'a Entry>) -> Vec<u8> {
+    let mut body = Vec::new();
+    let mut count: u32 = 0;
+    let mut last_inode = 0u64;
+    for e in sorted_entries {
+        body.extend_from_slice(&e.inode.to_le_bytes());
+        body.extend_from_slice(&entry_digest(e));
+        last_inode = last_inode.max(e.inode);
+        count += 1;
+    }
+    let mut out = Vec::with_capacity(INDEX_HEADER_LEN + body.len());
+    out.extend_from_slice(&root.version.to_le_bytes());
+    out.extend_from_slice(&last_inode.to_le_bytes());
+    out.extend_from_slice(&root.writer.to_le_bytes());
+    out.extend_from_slice(&root.mtime.to_le_bytes());
+    out.extend_from_slice(&count.to_le_bytes());
+    out.extend_from_slice(&((INDEX_HEADER_LEN as u32) + INDEX_ENTRY_LEN as u32 * count).to_le_bytes());
+    out.extend_from_slice(&body);
+    out
+}
+
+/// Lower-case hex of a digest.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,21 @@
+//! pmxcfs-ng backend: the in-RAM tree (the truth) and its SQLite store (its durable copy).
+//!
+//! Knows nothing of FUSE or corosync. [`Database`] is the entry point: it opens a
+//! `config.db`, applies [`Op`]s through one path and decides when they are committed.
+
+pub mod database;
+pub mod entry;
+pub mod error;
+pub mod index;
+pub mod locks;
+pub mod observed;
+pub mod path;
+pub mod store;
+pub mod tree;
+pub mod vmlist;
+
+pub use database::{Database, DatabaseOptions, DbStats, Durability, Op};
+pub use entry::{Content, Entry, DT_DIR, DT_REG};
+pub use error::{FsError, FsResult};
+pub use store::{Store, StoreError};
+pub use tree::{now_secs, Stamp, Tree, MAX_FILE_SIZE};

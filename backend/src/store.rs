@@ -1,0 +1,251 @@
+//! The durable copy of the tree: the original's `config.db` (SQLite, table `tree`).
+//!
+//! Same schema, same `__version__` row, same value conventions (empty files and directories
+//! as NULL), so databases move freely between pmxcfs-ng and the original. The store never
+//! decides *when* to write: [`crate::database::Database`] hands it one batch of changed rows
+//! per transaction.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::types::ValueRef;
+use rusqlite::{params, Connection, OpenFlags};
+use thiserror::Error;
+
+use crate::entry::{Content, Entry, DT_DIR, DT_REG};
+
+/// The original's table definition, byte for byte.
+pub const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS tree (
+  inode INTEGER PRIMARY KEY NOT NULL,
+  parent INTEGER NOT NULL CHECK(typeof(parent)=='integer'),
+  version INTEGER NOT NULL CHECK(typeof(version)=='integer'),
+  writer INTEGER NOT NULL CHECK(typeof(writer)=='integer'),
+  mtime INTEGER NOT NULL CHECK(typeof(mtime)=='integer'),
+  type INTEGER NOT NULL CHECK(typeof(type)=='integer'),
+  name TEXT NOT NULL,
+  data BLOB);";
+
+const REPLACE_SQL: &str =
+    "REPLACE INTO tree (inode, parent, version, writer, mtime, type, name, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8);";
+const DELETE_SQL: &str = "DELETE FROM tree WHERE inode = ?1;";
+const SELECT_SQL: &str = "SELECT inode, parent, version, writer, mtime, type, name, data FROM tree;";
+
+/// Name of the row that carries the global version.
+pub const VERSION_ROW_NAME: &str = "__version__";
+
+/// Why the database could not be opened, loaded or written.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("unable to open database '{path}': {source}")]
+    Open { path: String, source: rusqlite::Error },
+    #[error("database '{path}' is not a pmxcfs database: {why}")]
+    Foreign { path: String, why: String },
+    #[error("database '{path}': {source}")]
+    Sql { path: String, source: rusqlite::Error },
+    #[error("DB load failed: database '{path}' row inode {inode}: {why}")]
+    BadRow { path: String, inode: i64, why: String },
+    #[error("DB load failed: database '{path}': {why}")]
+    BadTree { path: String, why: String },
+    #[error("io error on '{path}': {source}")]
+    Io { path: String, source: std::io::Error },
+}
+
+/// One loaded row, after the original's masking and checks.
+#[derive(Debug, Clone)]
+pub struct LoadedRows {
+    /// Every entry, root first (root carries the `__version__` values; version 0 if absent).
+    pub entries: Vec<Entry>,
+    /// True if a `__version__` row exists.
+    pub has_version_row: bool,
+}
+
+/// An open `config.db`.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+    commits: u64,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).field("commits", &self.commits).finish()
+    }
+}
+
+fn sql_err(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+    move |source| StoreError::Sql { path: path.display().to_string(), source }
+}
+
+impl Store {
+    /// Opens (creating if missing) the database with the original's settings: mode 0600,
+    /// WAL journal, synchronous=NORMAL, 10 s busy timeout, `tree` table.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let p = path.display().to_string();
+        let existed = path.metadata().map(|m| m.len() > 0).unwrap_or(false);
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE)
+            .map_err(|source| StoreError::Open { path: p.clone(), source })?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                .map_err(|source| StoreError::Io { path: p.clone(), source })?;
+        }
+        // Reading the schema is the first access: a non-SQLite file fails here.
+        let tables: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type='table'")
+            .and_then(|mut s| s.query_map([], |r| r.get::<_, String>(0))?.collect())
+            .map_err(|e| StoreError::Foreign { path: p.clone(), why: format!("not a readable SQLite database ({e})") })?;
+        if existed && !tables.iter().any(|t| t == "tree") {
+            return Err(StoreError::Foreign {
+                path: p,
+                why: format!("no 'tree' table (tables: {})", if tables.is_empty() { "none".into() } else { tables.join(", ") }),
+            });
+        }
+        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(sql_err(path))?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(sql_err(path))?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(sql_err(path))?;
+        conn.execute_batch(SCHEMA).map_err(sql_err(path))?;
+        let cols: Vec<String> = conn
+            .prepare("SELECT name FROM pragma_table_info('tree')")
+            .and_then(|mut s| s.query_map([], |r| r.get::<_, String>(0))?.collect())
+            .map_err(sql_err(path))?;
+        let want = ["inode", "parent", "version", "writer", "mtime", "type", "name", "data"];
+        if cols.iter().map(String::as_str).ne(want.iter().copied()) {
+            return Err(StoreError::Foreign { path: p, why: format!("table 'tree' has columns ({}), expected ({})", cols.join(", "), want.join(", ")) });
+        }
+        Ok(Store { conn, path: path.to_path_buf(), commits: 0 })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Transactions committed since open.
+    pub fn commits(&self) -> u64 {
+        self.commits
+    }
+
+    /// Reads every row with the original's checks (no name, unknown type, data on a
+    /// directory, stray inode 0).
+    pub fn load_rows(&self) -> Result<LoadedRows, StoreError> {
+        let p = self.path.display().to_string();
+        let mut stmt = self.conn.prepare(SELECT_SQL).map_err(sql_err(&self.path))?;
+        let mut rows = stmt.query([]).map_err(sql_err(&self.path))?;
+        let mut root = Entry::new_dir(0, 0, "");
+        let mut has_version_row = false;
+        let mut entries = Vec::new();
+        while let Some(row) = rows.next().map_err(sql_err(&self.path))? {
+            let inode: i64 = row.get(0).map_err(sql_err(&self.path))?;
+            let bad = |why: String| StoreError::BadRow { path: p.clone(), inode, why };
+            let int = |i: usize| -> Result<i64, StoreError> {
+                match row.get_ref(i) {
+                    Ok(ValueRef::Integer(v)) => Ok(v),
+                    Ok(other) => Err(bad(format!("column {i} is {:?}, not an integer", other.data_type()))),
+                    Err(e) => Err(bad(e.to_string())),
+                }
+            };
+            let parent = int(1)? as u64;
+            let version = int(2)? as u64;
+            let writer = (int(3)? & 0xffff_ffff) as u32;
+            let mtime = (int(4)? & 0xffff_ffff) as u32;
+            let kind = (int(5)? & 0xff) as u8;
+            let name = match row.get_ref(6) {
+                Ok(ValueRef::Text(t)) | Ok(ValueRef::Blob(t)) => {
+                    String::from_utf8(t.to_vec()).map_err(|_| bad("name is not valid UTF-8".into()))?
+                }
+                _ => String::new(),
+            };
+            if name.is_empty() {
+                return Err(bad("inode has no name".into()));
+            }
+            let data: Vec<u8> = match row.get_ref(7) {
+                Ok(ValueRef::Blob(b)) | Ok(ValueRef::Text(b)) => b.to_vec(),
+                Ok(ValueRef::Null) => Vec::new(),
+                _ => return Err(bad("data is neither a blob nor NULL".into())),
+            };
+            if inode == 0 {
+                if name != VERSION_ROW_NAME {
+                    return Err(bad(format!("root inode has unexpected name '{name}'")));
+                }
+                root.version = version;
+                root.writer = writer;
+                root.mtime = mtime;
+                has_version_row = true;
+                continue;
+            }
+            if inode < 0 {
+                return Err(bad("negative inode".into()));
+            }
+            let mut e = match kind {
+                DT_REG => Entry::new_file(inode as u64, parent, &name, data),
+                DT_DIR if data.is_empty() => Entry::new_dir(inode as u64, parent, &name),
+                DT_DIR => return Err(bad(format!("directory '{name}' has data"))),
+                other => return Err(bad(format!("inode has unknown type {other}"))),
+            };
+            e.version = version;
+            e.writer = writer;
+            e.mtime = mtime;
+            entries.push(e);
+        }
+        entries.insert(0, root);
+        Ok(LoadedRows { entries, has_version_row })
+    }
+
+    /// Writes one batch as ONE transaction: replaced rows, deleted rows, then the
+    /// `__version__` row from `root`.
+    pub fn commit(&mut self, changes: &[(u64, Option<Entry>)], root: &Entry) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(sql_err(&path))?;
+        {
+            let mut replace = tx.prepare_cached(REPLACE_SQL).map_err(sql_err(&path))?;
+            let mut delete = tx.prepare_cached(DELETE_SQL).map_err(sql_err(&path))?;
+            for (inode, entry) in changes {
+                if *inode == 0 {
+                    continue;
+                }
+                match entry {
+                    Some(e) => {
+                        let data: Option<&[u8]> = match &e.content {
+                            Content::File(d) if !d.is_empty() => Some(d.as_slice()),
+                            _ => None,
+                        };
+                        replace
+                            .execute(params![e.inode as i64, e.parent as i64, e.version as i64, e.writer as i64, e.mtime as i64, e.kind() as i64, e.name, data])
+                            .map_err(sql_err(&path))?;
+                    }
+                    None => {
+                        delete.execute(params![*inode as i64]).map_err(sql_err(&path))?;
+                    }
+                }
+            }
+            replace
+                .execute(params![0i64, 0i64, root.version as i64, root.writer as i64, root.mtime as i64, DT_REG as i64, VERSION_ROW_NAME, Option::<&[u8]>::None])
+                .map_err(sql_err(&path))?;
+        }
+        tx.commit().map_err(sql_err(&path))?;
+        self.commits += 1;
+        Ok(())
+    }
+
+    /// Makes every committed transaction durable (fdatasync of the WAL file).
+    pub fn sync_wal(&self) -> Result<(), StoreError> {
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        match std::fs::File::open(&wal) {
+            Ok(f) => f.sync_data().map_err(|source| StoreError::Io { path: self.path.display().to_string(), source }),
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// `PRAGMA integrity_check`, "ok" when healthy.
+    pub fn integrity_check(&self) -> Result<String, StoreError> {
+        self.conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0))
+            .map_err(sql_err(&self.path))
+    }
+
+    /// Checkpoints the WAL into the main file (clean shutdown).
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .map_err(sql_err(&self.path))
+    }
+}

@@ -1,0 +1,576 @@
+//! The in-RAM tree (the original's memdb): the truth every read is served from.
+//!
+//! Every mutating operation checks in the original's order, bumps the global version once,
+//! stamps the entry and the root with the operation's writer and mtime, and records the
+//! touched inodes as dirty for the store. Side tables (guest list, observed-file counters,
+//! lock table) are kept current here, under the same lock as the tree.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use crate::entry::{Content, Entry};
+use crate::error::{FsError, FsResult};
+use crate::index;
+use crate::locks::LockTable;
+use crate::observed::ObservedCounters;
+use crate::path::{self, check_new_name, split};
+use crate::vmlist::{parse_vm_config_path, VmConfigPath, VmList};
+
+/// Largest file the tree accepts (`MEMDB_MAX_FILE_SIZE`).
+pub const MAX_FILE_SIZE: u64 = 1024 * 1024;
+/// Reported (not enforced) filesystem size limit.
+pub const MAX_FS_SIZE: u64 = 128 * 1024 * 1024;
+/// Reported (not enforced) inode limit.
+pub const MAX_INODES: u64 = 256 * 1024;
+/// Block size used for statfs and st_blocks.
+pub const BLOCK_SIZE: u64 = 4096;
+
+/// Who made a change and when: the `writer` (corosync nodeid, 0 locally) and `mtime`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    pub writer: u32,
+    pub mtime: u32,
+}
+
+/// Seconds since the epoch, as the original stores them (u32).
+pub fn now_secs() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as u32)
+        .unwrap_or(0)
+}
+
+/// statfs figures as the original computes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FsStats {
+    pub blocks: u64,
+    pub bfree: u64,
+    pub files: u64,
+    pub ffree: u64,
+    pub bsize: u32,
+    pub namelen: u32,
+}
+
+/// The tree plus the tables derived from it.
+#[derive(Debug, Clone)]
+pub struct Tree {
+    entries: HashMap<u64, Entry>,
+    pub vmlist: VmList,
+    pub observed: ObservedCounters,
+    pub locks: LockTable,
+    dirty: BTreeSet<u64>,
+}
+
+impl Default for Tree {
+    fn default() -> Self {
+        Tree::new()
+    }
+}
+
+impl Tree {
+    /// An empty tree: only the root (inode 0, version 0).
+    pub fn new() -> Tree {
+        let mut entries = HashMap::new();
+        entries.insert(0, Entry::new_dir(0, 0, ""));
+        Tree {
+            entries,
+            vmlist: VmList::default(),
+            observed: ObservedCounters::default(),
+            locks: LockTable::default(),
+            dirty: BTreeSet::new(),
+        }
+    }
+
+    /// Builds a tree from loaded entries (root included, children tables empty), linking
+    /// children to parents with the original's consistency checks.
+    pub fn from_entries(list: Vec<Entry>) -> Result<Tree, String> {
+        let mut entries: HashMap<u64, Entry> = HashMap::with_capacity(list.len());
+        for e in list {
+            let ino = e.inode;
+            if entries.insert(ino, e).is_some() {
+                return Err(format!("duplicate inode {ino}"));
+            }
+        }
+        if !entries.get(&0).is_some_and(|r| r.is_dir()) {
+            return Err("root entry missing".into());
+        }
+        let mut inodes: Vec<u64> = entries.keys().copied().filter(|i| *i != 0).collect();
+        inodes.sort_unstable();
+        for ino in &inodes {
+            let (parent, name) = {
+                let e = &entries[ino];
+                (e.parent, e.name.clone())
+            };
+            let Some(p) = entries.get_mut(&parent) else {
+                return Err(format!("missing directory inode {parent} (parent of inode {ino} '{name}')"));
+            };
+            let Some(children) = p.children_mut() else {
+                return Err(format!("parent inode {parent} of inode {ino} '{name}' is not a directory"));
+            };
+            if let Some(other) = children.insert(name.clone(), *ino) {
+                return Err(format!(
+                    "found entry with duplicate name '{name}' in directory inode {parent} (inodes {other} and {ino})"
+                ));
+            }
+        }
+        let tree = Tree { entries, ..Tree::new() };
+        // Every entry must be reachable from the root (no cycles through parents).
+        let mut seen = 0usize;
+        let mut stack = vec![0u64];
+        while let Some(i) = stack.pop() {
+            seen += 1;
+            if let Some(c) = tree.entries[&i].children() {
+                stack.extend(c.values().copied());
+            }
+        }
+        if seen != tree.entries.len() {
+            return Err("some entries are not reachable from the root (parent cycle)".into());
+        }
+        Ok(tree)
+    }
+
+    // ----- read side -------------------------------------------------------------------
+
+    pub fn root(&self) -> &Entry {
+        &self.entries[&0]
+    }
+
+    /// Global version (the root's version).
+    pub fn version(&self) -> u64 {
+        self.root().version
+    }
+
+    pub fn get(&self, inode: u64) -> Option<&Entry> {
+        self.entries.get(&inode)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.len() <= 1
+    }
+
+    /// Entries sorted by inode.
+    pub fn sorted_entries(&self) -> Vec<&Entry> {
+        let mut v: Vec<&Entry> = self.entries.values().collect();
+        v.sort_unstable_by_key(|e| e.inode);
+        v
+    }
+
+    /// Looks up a relative path (`""` is the root).
+    pub fn lookup(&self, path: &str) -> Option<&Entry> {
+        let mut cur = self.root();
+        for comp in path::components(path) {
+            let child = cur.children()?.get(comp)?;
+            cur = self.entries.get(child)?;
+        }
+        Some(cur)
+    }
+
+    /// Looks up `name` inside directory `dir_inode`.
+    pub fn lookup_child(&self, dir_inode: u64, name: &str) -> Option<&Entry> {
+        let ino = self.entries.get(&dir_inode)?.children()?.get(name)?;
+        self.entries.get(ino)
+    }
+
+    /// The relative path of an inode (`""` for the root); None if it is not in the tree.
+    pub fn path_of(&self, inode: u64) -> Option<String> {
+        let mut parts = Vec::new();
+        let mut cur = self.entries.get(&inode)?;
+        let mut guard = 0;
+        while cur.inode != 0 {
+            parts.push(cur.name.as_str());
+            cur = self.entries.get(&cur.parent)?;
+            guard += 1;
+            if guard > 4096 {
+                return None;
+            }
+        }
+        parts.reverse();
+        Some(parts.join("/"))
+    }
+
+    /// File contents; directories and missing paths are ENOENT (like `memdb_read`).
+    pub fn read(&self, path: &str) -> FsResult<Arc<Vec<u8>>> {
+        match self.lookup(path).map(|e| &e.content) {
+            Some(Content::File(d)) => Ok(d.clone()),
+            _ => Err(FsError::NotFound),
+        }
+    }
+
+    pub fn statfs(&self) -> FsStats {
+        let total: u64 = self.entries.values().map(|e| e.size() as u64).sum();
+        let blocks = MAX_FS_SIZE / BLOCK_SIZE;
+        let used = total.div_ceil(BLOCK_SIZE);
+        FsStats {
+            blocks,
+            bfree: blocks.saturating_sub(used),
+            files: MAX_INODES,
+            ffree: MAX_INODES.saturating_sub(self.entries.len() as u64),
+            bsize: BLOCK_SIZE as u32,
+            namelen: 256,
+        }
+    }
+
+    /// The encoded memdb index (DFSM state).
+    pub fn encode_index(&self) -> Vec<u8> {
+        index::encode_index(self.root(), self.sorted_entries().into_iter())
+    }
+
+    /// Whole-tree checksum (inode order).
+    pub fn checksum(&self) -> [u8; 32] {
+        index::tree_checksum(self.sorted_entries().into_iter())
+    }
+
+    // ----- dirty tracking for the store -----------------------------------------------
+
+    /// True when changes are waiting for the store.
+    pub fn is_dirty(&self) -> bool {
+        !self.dirty.is_empty()
+    }
+
+    /// Takes the dirty set: for each inode, the current entry (to write) or None (deleted).
+    pub fn take_dirty(&mut self) -> Vec<(u64, Option<Entry>)> {
+        let dirty = std::mem::take(&mut self.dirty);
+        dirty
+            .into_iter()
+            .map(|ino| (ino, self.entries.get(&ino).cloned()))
+            .collect()
+    }
+
+    /// Puts inodes back into the dirty set (after a failed commit).
+    pub fn mark_dirty(&mut self, inodes: impl IntoIterator<Item = u64>) {
+        self.dirty.extend(inodes);
+    }
+
+    /// Sets the global version without a change (fresh database starts at 1).
+    pub fn init_version(&mut self, version: u64) {
+        if let Some(r) = self.entries.get_mut(&0) {
+            r.version = version;
+        }
+        self.dirty.insert(0);
+    }
+
+    // ----- derived tables -------------------------------------------------------------
+
+    /// Rebuilds the guest list from the tree. Returns the duplicate VMIDs found
+    /// (path kept, path ignored); the first path in inode order wins.
+    pub fn rebuild_vmlist(&mut self) -> Vec<(u32, String, String)> {
+        let mut found: Vec<(u64, VmConfigPath, String)> = Vec::new();
+        if let Some(nodes) = self.lookup("nodes").filter(|e| e.is_dir()) {
+            for (node, ino) in nodes.children().into_iter().flatten() {
+                if !path::valid_nodename(node) {
+                    continue;
+                }
+                for tdir in ["qemu-server", "openvz", "lxc"] {
+                    let Some(d) = self.lookup_child(*ino, tdir) else { continue };
+                    for (name, fino) in d.children().into_iter().flatten() {
+                        let p = format!("nodes/{node}/{tdir}/{name}");
+                        if let (Some(cfg), Some(f)) = (parse_vm_config_path(&p), self.entries.get(fino)) {
+                            if !f.is_dir() {
+                                found.push((*fino, cfg, p));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        found.sort_by_key(|(ino, _, _)| *ino);
+        let mut seen: HashMap<u32, String> = HashMap::new();
+        let mut dups = Vec::new();
+        let mut configs = Vec::new();
+        for (_, cfg, p) in found {
+            if let Some(first) = seen.get(&cfg.vmid) {
+                dups.push((cfg.vmid, first.clone(), p));
+                continue;
+            }
+            seen.insert(cfg.vmid, p);
+            configs.push(cfg);
+        }
+        self.vmlist.replace(&configs);
+        dups
+    }
+
+    /// Rebuilds the lock table from `priv/lock/*` (every lock gets a fresh timeout).
+    pub fn rebuild_locks(&mut self, now: u32) {
+        let mut locks = LockTable::default();
+        if let Some(dir) = self.lookup("priv/lock").filter(|e| e.is_dir()) {
+            for (name, ino) in dir.children().into_iter().flatten() {
+                if let Some(e) = self.entries.get(ino).filter(|e| e.is_dir()) {
+                    locks.reset(&format!("priv/lock/{name}"), now, index::entry_csum(e));
+                }
+            }
+        }
+        self.locks = locks;
+    }
+
+    /// Everything the original does after loading a tree: observed counters, guest list,
+    /// lock table. Returns duplicate VMIDs (see [`Tree::rebuild_vmlist`]).
+    pub fn after_load(&mut self, now: u32) -> Vec<(u32, String, String)> {
+        self.observed.record_reload();
+        let dups = self.rebuild_vmlist();
+        self.rebuild_locks(now);
+        dups
+    }
+
+    // ----- mutations ------------------------------------------------------------------
+
+    fn bump(&mut self, stamp: Stamp) -> u64 {
+        let root = self.entries.get_mut(&0).expect("root always exists");
+        root.version += 1;
+        root.writer = stamp.writer;
+        root.mtime = stamp.mtime;
+        self.dirty.insert(0);
+        root.version
+    }
+
+    /// Resolves the parent directory of `path`: (parent inode, basename).
+    fn parent_dir(&self, path: &str) -> FsResult<(u64, String)> {
+        let (dir, base) = split(path);
+        let parent = self.lookup(&dir).ok_or(FsError::NotFound)?;
+        if !parent.is_dir() {
+            return Err(FsError::NotADirectory);
+        }
+        Ok((parent.inode, base))
+    }
+
+    fn insert_child(&mut self, parent: u64, name: &str, inode: u64) {
+        if let Some(c) = self.entries.get_mut(&parent).and_then(|p| p.children_mut()) {
+            c.insert(name.to_string(), inode);
+        }
+    }
+
+    fn remove_child(&mut self, parent: u64, name: &str) {
+        if let Some(c) = self.entries.get_mut(&parent).and_then(|p| p.children_mut()) {
+            c.remove(name);
+        }
+    }
+
+    /// `memdb_mkdir`. Returns the new inode.
+    pub fn mkdir(&mut self, path: &str, stamp: Stamp) -> FsResult<u64> {
+        let (parent, name) = self.parent_dir(path)?;
+        check_new_name(&name)?;
+        if self.lookup_child(parent, &name).is_some() {
+            return Err(FsError::Exists);
+        }
+        let version = self.bump(stamp);
+        let mut e = Entry::new_dir(version, parent, &name);
+        e.version = version;
+        e.writer = stamp.writer;
+        e.mtime = stamp.mtime;
+        let csum = index::entry_csum(&e);
+        self.entries.insert(version, e);
+        self.insert_child(parent, &name, version);
+        self.dirty.insert(version);
+        let norm = path::normalize(path);
+        if path::parent_is_lock_root(&norm) {
+            self.locks.reset(&norm, now_secs(), csum);
+        }
+        Ok(version)
+    }
+
+    /// `memdb_create`: a new empty file. Returns the new inode.
+    pub fn create(&mut self, path: &str, stamp: Stamp) -> FsResult<u64> {
+        self.pwrite(path, 0, &[], false, true, stamp)?;
+        let (parent, name) = self.parent_dir(path)?;
+        Ok(self.lookup_child(parent, &name).map(|e| e.inode).unwrap_or(0))
+    }
+
+    /// `memdb_write`: writes `data` at `offset`; with `truncate` the file ends after it.
+    pub fn write(&mut self, path: &str, offset: u64, data: &[u8], truncate: bool, stamp: Stamp) -> FsResult<usize> {
+        self.pwrite(path, offset, data, truncate, false, stamp)
+    }
+
+    fn pwrite(&mut self, path: &str, offset: u64, data: &[u8], truncate: bool, create: bool, stamp: Stamp) -> FsResult<usize> {
+        let end = offset.checked_add(data.len() as u64).ok_or(FsError::FileTooBig)?;
+        if end > MAX_FILE_SIZE {
+            return Err(FsError::FileTooBig);
+        }
+        let (parent, name) = self.parent_dir(path)?;
+        check_new_name(&name)?;
+        let norm = path::normalize(path);
+        let vm = parse_vm_config_path(&norm);
+        if let Some(cfg) = &vm {
+            if self.vmlist.conflicts(cfg) {
+                return Err(FsError::Exists);
+            }
+        }
+        let existing = self.lookup_child(parent, &name).map(|e| (e.inode, e.is_dir()));
+        let inode = match (existing, create) {
+            (Some((_, true)), _) => return Err(FsError::NotADirectory),
+            (Some(_), true) => return Err(FsError::Exists),
+            (None, false) => return Err(FsError::NotFound),
+            (Some((ino, false)), false) => ino,
+            (None, true) => 0,
+        };
+        let version = self.bump(stamp);
+        let inode = if create {
+            self.entries.insert(version, Entry::new_file(version, parent, &name, Vec::new()));
+            self.insert_child(parent, &name, version);
+            version
+        } else {
+            inode
+        };
+        let e = self.entries.get_mut(&inode).expect("entry checked above");
+        if let Content::File(buf) = &mut e.content {
+            let buf = Arc::make_mut(buf);
+            let (end, off) = (end as usize, offset as usize);
+            if buf.is_empty() || end > buf.len() {
+                // a new or empty file gets exactly `end` bytes; a longer write grows
+                // the file; gaps are zero-filled
+                buf.resize(end, 0);
+            } else if truncate {
+                buf.truncate(end);
+            }
+            buf[off..off + data.len()].copy_from_slice(data);
+        }
+        e.version = version;
+        e.writer = stamp.writer;
+        e.mtime = stamp.mtime;
+        self.dirty.insert(inode);
+        self.observed.record_change(&norm);
+        if let Some(cfg) = vm {
+            self.vmlist.register(&cfg);
+        }
+        Ok(data.len())
+    }
+
+    /// `memdb_mtime` (utimens), with the lock-directory rules.
+    pub fn set_mtime(&mut self, path: &str, stamp: Stamp) -> FsResult<()> {
+        let (parent, name) = self.parent_dir(path)?;
+        check_new_name(&name)?;
+        let norm = path::normalize(path);
+        let e = self.lookup_child(parent, &name).ok_or(FsError::NotFound)?;
+        let inode = e.inode;
+        let is_lock = e.is_dir() && path::parent_is_lock_root(&norm);
+        if is_lock && (stamp.mtime < e.mtime || stamp.writer != e.writer) {
+            return Err(FsError::AccessDenied);
+        }
+        let version = self.bump(stamp);
+        let e = self.entries.get_mut(&inode).expect("entry checked above");
+        e.version = version;
+        e.writer = stamp.writer;
+        e.mtime = stamp.mtime;
+        let csum = index::entry_csum(e);
+        self.dirty.insert(inode);
+        self.observed.record_change(&norm);
+        if is_lock {
+            self.locks.reset(&norm, now_secs(), csum);
+        }
+        Ok(())
+    }
+
+    /// `memdb_delete` (unlink and rmdir).
+    pub fn delete(&mut self, path: &str, stamp: Stamp) -> FsResult<()> {
+        let norm = path::normalize(path);
+        let e = self.lookup(&norm).ok_or(FsError::NotFound)?;
+        if e.inode == 0 {
+            return Err(FsError::AccessDenied);
+        }
+        if e.children().is_some_and(|c| !c.is_empty()) {
+            return Err(FsError::NotEmpty);
+        }
+        let (inode, parent, name, is_dir) = (e.inode, e.parent, e.name.clone(), e.is_dir());
+        if is_dir {
+            self.locks.remove(&norm);
+        }
+        self.observed.record_change(&norm);
+        self.remove_child(parent, &name);
+        self.entries.remove(&inode);
+        self.bump(stamp);
+        self.dirty.insert(inode);
+        if !is_dir {
+            if let Some(cfg) = parse_vm_config_path(&norm) {
+                if self.vmlist.entries.get(&cfg.vmid).is_some_and(|v| v.node == cfg.node && v.vmtype == cfg.vmtype) {
+                    self.vmlist.remove(cfg.vmid);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `memdb_rename`: keeps the inode, replaces an existing (empty) target.
+    pub fn rename(&mut self, from: &str, to: &str, stamp: Stamp) -> FsResult<()> {
+        let from = path::normalize(from);
+        let to = path::normalize(to);
+        let src = self.lookup(&from).ok_or(FsError::NotFound)?;
+        if src.inode == 0 {
+            return Err(FsError::AccessDenied);
+        }
+        let (src_ino, src_dir, src_parent, src_name) = (src.inode, src.is_dir(), src.parent, src.name.clone());
+        let from_vm = parse_vm_config_path(&from);
+        let to_vm = parse_vm_config_path(&to);
+        if !src_dir {
+            if let Some(cfg) = &to_vm {
+                let same_guest = from_vm.as_ref().is_some_and(|f| f.vmid == cfg.vmid);
+                if self.vmlist.conflicts(cfg) && !same_guest {
+                    return Err(FsError::Exists);
+                }
+            }
+        }
+        if src_dir && path::is_lock_dir_path(&from) {
+            return Err(FsError::AccessDenied);
+        }
+        let (new_parent, new_name) = self.parent_dir(&to)?;
+        check_new_name(&new_name)?;
+        if src_dir && (to == from || to.starts_with(&format!("{from}/"))) {
+            return Err(FsError::Invalid);
+        }
+        let target = self.lookup_child(new_parent, &new_name).map(|t| (t.inode, t.children().is_some_and(|c| !c.is_empty()), t.is_dir()));
+        if let Some((t_ino, t_nonempty, _)) = target {
+            if t_ino == src_ino {
+                return Ok(());
+            }
+            if t_nonempty {
+                return Err(FsError::NotEmpty);
+            }
+        }
+        if self.entries[&src_ino].children().is_some_and(|c| !c.is_empty()) {
+            return Err(FsError::NotEmpty);
+        }
+        self.observed.record_change(&from);
+        self.observed.record_change(&to);
+        if let Some((t_ino, _, t_dir)) = target {
+            self.remove_child(new_parent, &new_name);
+            self.entries.remove(&t_ino);
+            self.dirty.insert(t_ino);
+            if t_dir {
+                self.locks.remove(&to);
+            }
+        }
+        self.remove_child(src_parent, &src_name);
+        let version = self.bump(stamp);
+        let e = self.entries.get_mut(&src_ino).expect("source checked above");
+        e.parent = new_parent;
+        e.name = new_name.clone();
+        e.version = version;
+        e.writer = stamp.writer;
+        e.mtime = stamp.mtime;
+        self.insert_child(new_parent, &new_name, src_ino);
+        self.dirty.insert(src_ino);
+        if !src_dir {
+            if let Some(f) = from_vm {
+                if self.vmlist.entries.get(&f.vmid).is_some_and(|v| v.node == f.node && v.vmtype == f.vmtype) {
+                    self.vmlist.remove(f.vmid);
+                }
+            }
+            if let Some(t) = to_vm {
+                self.vmlist.register(&t);
+            }
+        }
+        Ok(())
+    }
+
+    /// Lock checksum of the entry at `path`, if it is a directory.
+    pub fn lock_csum(&self, path: &str) -> Option<[u8; 32]> {
+        self.lookup(path).filter(|e| e.is_dir()).map(index::entry_csum)
+    }
+
+    /// `memdb_lock_expired`: true once the lock at `path` has kept checksum `csum` for more
+    /// than 120 s of local time.
+    pub fn lock_expired(&mut self, path: &str, csum: &[u8; 32], now: u32) -> bool {
+        self.locks.expired(path, csum, now)
+    }
+}

@@ -1,0 +1,319 @@
+//! kvstore (`pve_kvstore_v1`) payloads: the key/value UPDATE record, the
+//! cluster-log LOG record (`clog_entry_t`) and the STATE payload (the whole
+//! cluster-log ring buffer, exposed here only as checked bytes). Spec §6.
+
+use super::{cstr_prefix, len_u32, strip_nul, Reader, WireError};
+
+/// DFSM protocol version of the kvstore group.
+pub const KVSTORE_PROTOCOL_VERSION: u32 = 0;
+/// CPG group name (without the NUL that must be part of `cpg_name.length`).
+pub const KVSTORE_GROUP_NAME: &str = "pve_kvstore_v1";
+/// NORMAL subtype of a key/value update.
+pub const KVSTORE_MESSAGE_UPDATE: u16 = 1;
+/// Defined by the original but never sent; receivers treat it as unknown.
+pub const KVSTORE_MESSAGE_UPDATE_COMPLETE: u16 = 2;
+/// NORMAL subtype of a cluster-log entry.
+pub const KVSTORE_MESSAGE_LOG: u16 = 3;
+/// Size of the fixed key field of an UPDATE.
+pub const KV_KEY_FIELD_LEN: usize = 256;
+/// `sizeof(clog_entry_t)` (44 bytes of fields + 4 bytes alignment padding).
+pub const CLOG_ENTRY_HEADER_LEN: usize = 48;
+/// Largest cluster-log entry.
+pub const CLOG_MAX_ENTRY_SIZE: usize = 4096;
+/// Default ring buffer size, i.e. the usual kvstore STATE payload length.
+pub const CLOG_DEFAULT_SIZE: usize = 131072;
+/// Offset of the packed strings inside a clog entry.
+const CLOG_STRINGS_OFFSET: usize = 44;
+
+/// FNV-1a 64-bit hash as used for `node_digest` / `ident_digest` (the caller
+/// includes the trailing NUL in `bytes`).
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// KVSTORE_UPDATE: key (without NUL, at most 255 bytes) and value bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KvUpdate<'a> {
+    pub key: &'a [u8],
+    pub value: &'a [u8],
+}
+
+impl<'a> KvUpdate<'a> {
+    /// Decode: payload ≥ 256 bytes with a NUL inside the key field. Bytes
+    /// after the key's NUL are ignored (the C sender leaves garbage there).
+    pub fn decode(payload: &'a [u8]) -> Result<Self, WireError> {
+        let mut r = Reader::new(payload, "kvstore UPDATE payload");
+        let field = r.bytes(KV_KEY_FIELD_LEN)?;
+        let key = cstr_prefix(field);
+        if key.len() == field.len() {
+            return Err(WireError::NotNulTerminated {
+                what: "kvstore UPDATE key",
+            });
+        }
+        Ok(KvUpdate {
+            key,
+            value: r.rest(),
+        })
+    }
+
+    /// Encode with a zero-filled key tail.
+    pub fn encode(&self) -> Result<Vec<u8>, WireError> {
+        if self.key.len() >= KV_KEY_FIELD_LEN {
+            return Err(WireError::Unencodable {
+                what: "kvstore UPDATE key",
+                why: "longer than 255 bytes",
+            });
+        }
+        if self.key.contains(&0) {
+            return Err(WireError::Unencodable {
+                what: "kvstore UPDATE key",
+                why: "contains NUL",
+            });
+        }
+        let mut out = vec![0u8; KV_KEY_FIELD_LEN];
+        out[..self.key.len()].copy_from_slice(self.key);
+        out.extend_from_slice(self.value);
+        Ok(out)
+    }
+}
+
+/// One cluster-log entry (`clog_entry_t`) as carried by KVSTORE_LOG and
+/// stored in the ring. Strings exclude their NUL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClogEntry<'a> {
+    /// Ring link (0 in messages).
+    pub prev: u32,
+    /// Ring link (0 in messages).
+    pub next: u32,
+    pub uid: u32,
+    pub time: u32,
+    /// [`fnv1a64`] of node name + NUL.
+    pub node_digest: u64,
+    /// [`fnv1a64`] of ident + NUL.
+    pub ident_digest: u64,
+    pub pid: u32,
+    /// syslog priority 0..=7.
+    pub priority: u8,
+    pub node: &'a [u8],
+    pub ident: &'a [u8],
+    pub tag: &'a [u8],
+    pub msg: &'a [u8],
+}
+
+impl<'a> ClogEntry<'a> {
+    /// Decode with the checks of `kvstore_parse_log_message`: `len ≥ 48`,
+    /// `len == 48 + Σ lens`, every string NUL-terminated. The 4 padding
+    /// bytes are ignored.
+    pub fn decode(payload: &'a [u8]) -> Result<Self, WireError> {
+        let mut r = Reader::new(payload, "clog entry");
+        if payload.len() < CLOG_ENTRY_HEADER_LEN {
+            return Err(WireError::TooShort {
+                what: "clog entry",
+                need: CLOG_ENTRY_HEADER_LEN,
+                got: payload.len(),
+            });
+        }
+        let prev = r.u32()?;
+        let next = r.u32()?;
+        let uid = r.u32()?;
+        let time = r.u32()?;
+        let node_digest = r.u64()?;
+        let ident_digest = r.u64()?;
+        let pid = r.u32()?;
+        let priority = r.u8()?;
+        let node_len = r.u8()?;
+        let ident_len = r.u8()?;
+        let tag_len = r.u8()?;
+        let msg_len = r.u32()?;
+        let expected = CLOG_ENTRY_HEADER_LEN as u64
+            + u64::from(node_len)
+            + u64::from(ident_len)
+            + u64::from(tag_len)
+            + u64::from(msg_len);
+        if expected != payload.len() as u64 {
+            return Err(WireError::LengthMismatch {
+                what: "clog entry",
+                expected,
+                got: payload.len() as u64,
+            });
+        }
+        let node = strip_nul(r.bytes(node_len.into())?, "clog node")?;
+        let ident = strip_nul(r.bytes(ident_len.into())?, "clog ident")?;
+        let tag = strip_nul(r.bytes(tag_len.into())?, "clog tag")?;
+        let msg = strip_nul(r.bytes(msg_len as usize)?, "clog msg")?;
+        Ok(ClogEntry {
+            prev,
+            next,
+            uid,
+            time,
+            node_digest,
+            ident_digest,
+            pid,
+            priority,
+            node,
+            ident,
+            tag,
+            msg,
+        })
+    }
+
+    /// Encoded length: 48 + all string lengths with their NULs.
+    pub fn encoded_len(&self) -> usize {
+        CLOG_ENTRY_HEADER_LEN
+            + self.node.len()
+            + self.ident.len()
+            + self.tag.len()
+            + self.msg.len()
+            + 4
+    }
+
+    /// Encode (padding bytes zero). node/ident/tag are limited to 254 bytes
+    /// and the whole entry to [`CLOG_MAX_ENTRY_SIZE`].
+    pub fn encode(&self) -> Result<Vec<u8>, WireError> {
+        let short = |s: &[u8], what: &'static str| {
+            u8::try_from(s.len() + 1).map_err(|_| WireError::Unencodable {
+                what,
+                why: "longer than 254 bytes",
+            })
+        };
+        let node_len = short(self.node, "clog node")?;
+        let ident_len = short(self.ident, "clog ident")?;
+        let tag_len = short(self.tag, "clog tag")?;
+        let msg_len = len_u32(self.msg.len() + 1, "clog msg")?;
+        if self.encoded_len() > CLOG_MAX_ENTRY_SIZE {
+            return Err(WireError::Unencodable {
+                what: "clog entry",
+                why: "larger than 4096 bytes",
+            });
+        }
+        let mut out = Vec::with_capacity(self.encoded_len());
+        for v in [self.prev, self.next, self.uid, self.time] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.extend_from_slice(&self.node_digest.to_le_bytes());
+        out.extend_from_slice(&self.ident_digest.to_le_bytes());
+        out.extend_from_slice(&self.pid.to_le_bytes());
+        out.extend_from_slice(&[self.priority, node_len, ident_len, tag_len]);
+        out.extend_from_slice(&msg_len.to_le_bytes());
+        debug_assert_eq!(out.len(), CLOG_STRINGS_OFFSET);
+        for s in [self.node, self.ident, self.tag, self.msg] {
+            out.extend_from_slice(s);
+            out.push(0);
+        }
+        out.extend_from_slice(&[0u8; 4]);
+        Ok(out)
+    }
+
+    /// The digests the fields must carry: fnv1a64 of node/ident with NUL.
+    pub fn expected_digests(&self) -> (u64, u64) {
+        let with_nul = |s: &[u8]| {
+            let mut v = s.to_vec();
+            v.push(0);
+            fnv1a64(&v)
+        };
+        (with_nul(self.node), with_nul(self.ident))
+    }
+}
+
+/// kvstore STATE payload: the cluster-log ring buffer. Only the outer check
+/// of the original receiver is applied (`len > 8 && size field == len`);
+/// walking the ring is the kvstore application's business.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClogState<'a> {
+    pub bytes: &'a [u8],
+}
+
+impl<'a> ClogState<'a> {
+    pub fn decode(payload: &'a [u8]) -> Result<Self, WireError> {
+        let mut r = Reader::new(payload, "clog state");
+        let size = r.u32()?;
+        let _cpos = r.u32()?;
+        if payload.len() <= 8 || u64::from(size) != payload.len() as u64 {
+            return Err(WireError::LengthMismatch {
+                what: "clog state size field",
+                expected: size.into(),
+                got: payload.len() as u64,
+            });
+        }
+        Ok(ClogState { bytes: payload })
+    }
+
+    /// `size` header field (== buffer length).
+    pub fn size(&self) -> u32 {
+        self.field(0)
+    }
+
+    /// `cpos` header field: offset of the newest entry (0 = empty).
+    pub fn cpos(&self) -> u32 {
+        self.field(4)
+    }
+
+    fn field(&self, off: usize) -> u32 {
+        let mut b = [0u8; 4];
+        b.copy_from_slice(&self.bytes[off..off + 4]);
+        u32::from_le_bytes(b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv_known_value() {
+        // README: fnv1a(b"node3\0") == 0xe6fcafc220cec54e
+        assert_eq!(fnv1a64(b"node3\0"), 0xe6fc_afc2_20ce_c54e);
+    }
+
+    #[test]
+    fn kv_update_accepts_garbage_tail() {
+        let mut b = KvUpdate {
+            key: b"nodeip",
+            value: b"10.0.0.1\0",
+        }
+        .encode()
+        .unwrap();
+        b[100] = 0xaa;
+        let u = KvUpdate::decode(&b).unwrap();
+        assert_eq!(u.key, b"nodeip");
+        assert_eq!(u.value, b"10.0.0.1\0");
+        assert!(KvUpdate::decode(&[1u8; 300]).is_err());
+        assert!(KvUpdate::decode(&[0u8; 255]).is_err());
+    }
+
+    #[test]
+    fn clog_entry_checks() {
+        let e = ClogEntry {
+            prev: 0,
+            next: 0,
+            uid: 2,
+            time: 5,
+            node_digest: fnv1a64(b"n\0"),
+            ident_digest: fnv1a64(b"i\0"),
+            pid: 9,
+            priority: 6,
+            node: b"n",
+            ident: b"i",
+            tag: b"t",
+            msg: b"hello",
+        };
+        let b = e.encode().unwrap();
+        assert_eq!(b.len(), 48 + 2 + 2 + 2 + 6);
+        assert_eq!(ClogEntry::decode(&b).unwrap(), e);
+        for n in 0..b.len() {
+            assert!(ClogEntry::decode(&b[..n]).is_err());
+        }
+        assert_eq!(e.expected_digests(), (e.node_digest, e.ident_digest));
+    }
+
+    #[test]
+    fn clog_state_size_check() {
+        let mut ring = vec![0u8; 64];
+        ring[0] = 64;
+        assert_eq!(ClogState::decode(&ring).unwrap().size(), 64);
+        assert!(ClogState::decode(&ring[..63]).is_err());
+        assert!(ClogState::decode(&ring[..8]).is_err());
+    }
+}
