@@ -28,8 +28,8 @@ pub enum Op {
     Mkdir { path: String },
     Create { path: String },
     Write { path: String, offset: u64, data: Vec<u8>, truncate: bool },
-    /// utimens: the new mtime is the stamp's mtime.
-    SetMtime { path: String },
+    /// utimens: the entry (and the root) take `mtime` instead of the message time.
+    SetMtime { path: String, mtime: u32 },
     Delete { path: String },
     Rename { from: String, to: String },
     /// Remove the lock directory `path` if its checksum is still `csum`.
@@ -133,7 +133,7 @@ impl Database {
                 Op::Mkdir { path } => t.mkdir(path, stamp),
                 Op::Create { path } => t.create(path, stamp),
                 Op::Write { path, offset, data, truncate } => t.write(path, *offset, data, *truncate, stamp).map(|n| n as u64),
-                Op::SetMtime { path } => t.set_mtime(path, stamp).map(|_| 0),
+                Op::SetMtime { path, mtime } => t.set_mtime(path, Stamp { writer: stamp.writer, mtime: *mtime }).map(|_| 0),
                 Op::Delete { path } => t.delete(path, stamp).map(|_| 0),
                 Op::Rename { from, to } => t.rename(from, to, stamp).map(|_| 0),
                 Op::Unlock { path, csum } => {
@@ -258,9 +258,53 @@ fn op_name(op: &Op) -> String {
         Op::Mkdir { path } => format!("mkdir {path}"),
         Op::Create { path } => format!("create {path}"),
         Op::Write { path, offset, data, truncate } => format!("write {path} off={offset} len={} trunc={truncate}", data.len()),
-        Op::SetMtime { path } => format!("mtime {path}"),
+        Op::SetMtime { path, mtime } => format!("mtime {path} {mtime}"),
         Op::Delete { path } => format!("delete {path}"),
         Op::Rename { from, to } => format!("rename {from} -> {to}"),
         Op::Unlock { path, .. } => format!("unlock {path}"),
+    }
+}
+
+/// Where the FUSE layer sends changes. Local mode applies them at once ([`LocalSink`]);
+/// cluster mode orders them through corosync first and answers with the result of applying
+/// the node's own delivered message.
+pub trait ChangeSink: Send + Sync {
+    /// Applies (or replicates, then applies) one change; the result is the apply result.
+    fn submit(&self, op: Op, durability: Durability) -> FsResult<u64>;
+    /// Makes every applied change durable now (close of a new file, fsync).
+    fn commit(&self) -> FsResult<()>;
+    /// An unlock request for the lock directory `path` whose checksum is `csum`: returns
+    /// true if the lock was found expired and removed.
+    fn unlock_request(&self, path: &str, csum: [u8; 32]) -> FsResult<bool>;
+    /// Writable (quorate) right now.
+    fn quorate(&self) -> bool;
+}
+
+/// Local mode: every change is applied directly with writer 0 and the local clock.
+pub struct LocalSink {
+    pub db: Arc<Database>,
+}
+
+impl ChangeSink for LocalSink {
+    fn submit(&self, op: Op, durability: Durability) -> FsResult<u64> {
+        self.db.apply(&op, Stamp { writer: 0, mtime: now_secs() }, durability)
+    }
+
+    fn commit(&self) -> FsResult<()> {
+        self.db.commit()
+    }
+
+    fn unlock_request(&self, path: &str, csum: [u8; 32]) -> FsResult<bool> {
+        let expired = self.db.with_tree_mut(|t| t.lock_expired(path, &csum, now_secs()));
+        if !expired {
+            return Ok(false);
+        }
+        self.submit(Op::Unlock { path: path.to_string(), csum }, Durability::Commit)?;
+        info!(target: "database", "removed expired lock '{path}'");
+        Ok(true)
+    }
+
+    fn quorate(&self) -> bool {
+        true
     }
 }

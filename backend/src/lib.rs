@@ -14,8 +14,8 @@ pub mod store;
 pub mod tree;
 pub mod vmlist;
 
-pub use database::{Database, DatabaseOptions, DbStats, Durability, Op};
+pub use database::{ChangeSink, Database, DatabaseOptions, DbStats, Durability, LocalSink, Op};
 pub use entry::{Content, Entry, DT_DIR, DT_REG};
 pub use error::{FsError, FsResult};
 pub use store::{Store, StoreError};
-pub use tree::{now_secs, Stamp, Tree, MAX_FILE_SIZE};
+pub use tree::{apply_write, now_secs, Stamp, Tree, MAX_FILE_SIZE};

@@ -114,6 +114,21 @@ impl Store {
         Ok(Store { conn, path: path.to_path_buf(), commits: 0 })
     }
 
+    /// Opens an existing database read-only, changing nothing (offline tools).
+    pub fn open_readonly(path: &Path) -> Result<Store, StoreError> {
+        let p = path.display().to_string();
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|source| StoreError::Open { path: p.clone(), source })?;
+        let has_tree: bool = conn
+            .query_row("SELECT count(*) FROM sqlite_master WHERE type='table' AND name='tree'", [], |r| r.get::<_, i64>(0))
+            .map(|n| n > 0)
+            .map_err(|e| StoreError::Foreign { path: p.clone(), why: format!("not a readable SQLite database ({e})") })?;
+        if !has_tree {
+            return Err(StoreError::Foreign { path: p, why: "no 'tree' table".into() });
+        }
+        Ok(Store { conn, path: path.to_path_buf(), commits: 0 })
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -40,6 +40,20 @@ pub fn now_secs() -> u32 {
         .unwrap_or(0)
 }
 
+/// The original's write arithmetic on a file buffer (spec §3.5), shared by the tree and by
+/// open-file buffers: a new or empty file gets exactly `offset + len` bytes, a longer write
+/// grows the file, `truncate` cuts it after the write; gaps are zero-filled. The caller has
+/// checked the 1 MiB limit.
+pub fn apply_write(buf: &mut Vec<u8>, offset: usize, data: &[u8], truncate: bool) {
+    let end = offset + data.len();
+    if buf.is_empty() || end > buf.len() {
+        buf.resize(end, 0);
+    } else if truncate {
+        buf.truncate(end);
+    }
+    buf[offset..end].copy_from_slice(data);
+}
+
 /// statfs figures as the original computes them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FsStats {
@@ -415,16 +429,7 @@ impl Tree {
         };
         let e = self.entries.get_mut(&inode).expect("entry checked above");
         if let Content::File(buf) = &mut e.content {
-            let buf = Arc::make_mut(buf);
-            let (end, off) = (end as usize, offset as usize);
-            if buf.is_empty() || end > buf.len() {
-                // a new or empty file gets exactly `end` bytes; a longer write grows
-                // the file; gaps are zero-filled
-                buf.resize(end, 0);
-            } else if truncate {
-                buf.truncate(end);
-            }
-            buf[off..off + data.len()].copy_from_slice(data);
+            apply_write(Arc::make_mut(buf), offset as usize, data, truncate);
         }
         e.version = version;
         e.writer = stamp.writer;

@@ -3,8 +3,25 @@
 //!
 //! * [`wire`]: pure encoders/decoders for every message of the `pve_dcdb_v1`
 //!   and `pve_kvstore_v1` CPG groups.
+//! * [`machine`]: the sans-I/O core ([`Dfsm`]): step it with confchg,
+//!   deliver, tick and send requests; it returns [`Action`]s.
+//! * [`app`]: the [`Application`] trait the dcdb and kvstore plug into.
+//! * [`queue`]: the two message queues of a sync round.
+//! * [`types`]: member ids, modes, outcomes, actions.
+//! * [`testapp`]: a small in-memory application for tests.
+//! * [`sim`]: a deterministic simulated CPG for tests.
 //!
 //! This crate does no I/O: the corosync transport lives elsewhere and only
 //! feeds events in and carries actions out.
 
+pub mod app;
+pub mod machine;
+pub mod queue;
+pub mod sim;
+pub mod testapp;
+pub mod types;
 pub mod wire;
+
+pub use app::{AppError, Application, Context, Delivered, NormalMessage, SyncMember};
+pub use machine::{Config, Dfsm};
+pub use types::{Action, MemberId, Mode, Outcome};

@@ -14,8 +14,8 @@ use pmxcfs_dfsm::wire::frame::{
 };
 use pmxcfs_dfsm::wire::index::MemdbIndex;
 use pmxcfs_dfsm::wire::kvstore::{
-    ClogEntry, ClogState, KvUpdate, CLOG_DEFAULT_SIZE, KVSTORE_GROUP_NAME,
-    KVSTORE_MESSAGE_LOG, KVSTORE_MESSAGE_UPDATE, KVSTORE_PROTOCOL_VERSION, KV_KEY_FIELD_LEN,
+    ClogEntry, ClogState, KvUpdate, CLOG_DEFAULT_SIZE, KVSTORE_GROUP_NAME, KVSTORE_MESSAGE_LOG,
+    KVSTORE_MESSAGE_UPDATE, KVSTORE_PROTOCOL_VERSION, KV_KEY_FIELD_LEN,
 };
 use pmxcfs_dfsm::wire::update::{InodeRecord, DT_DIR};
 use pmxcfs_dfsm::wire::{Epoch, Frame, MessageType};
@@ -86,8 +86,8 @@ fn rebuild(r: &Record) -> Vec<u8> {
                     Vec::new()
                 }
                 MessageType::State if dcdb => {
-                    let idx = MemdbIndex::decode(payload)
-                        .unwrap_or_else(|e| panic!("{}: {e}", at(r)));
+                    let idx =
+                        MemdbIndex::decode(payload).unwrap_or_else(|e| panic!("{}: {e}", at(r)));
                     assert!(idx.is_sorted(), "{}", at(r));
                     assert_eq!(idx.entries[0].inode, 0, "{}", at(r));
                     assert_eq!(
@@ -97,8 +97,7 @@ fn rebuild(r: &Record) -> Vec<u8> {
                     idx.encode().unwrap()
                 }
                 MessageType::State => {
-                    let s = ClogState::decode(payload)
-                        .unwrap_or_else(|e| panic!("{}: {e}", at(r)));
+                    let s = ClogState::decode(payload).unwrap_or_else(|e| panic!("{}: {e}", at(r)));
                     assert_eq!(s.size() as usize, CLOG_DEFAULT_SIZE);
                     s.bytes.to_vec()
                 }

@@ -207,6 +207,17 @@ impl<'a> Frame<'a> {
     }
 }
 
+/// Split a state message of any type value (known or not) into base header,
+/// epoch and payload. Only the 32-byte length is checked, as in the
+/// original's receive path, which looks at the type only after the epoch.
+pub fn split_state(buf: &[u8]) -> Result<(BaseHeader, Epoch, &[u8]), WireError> {
+    let header = BaseHeader::decode(buf)?;
+    let mut r = Reader::new(buf, "state message header");
+    r.bytes(BASE_HEADER_LEN)?;
+    let epoch = Epoch::decode(&mut r)?;
+    Ok((header, epoch, r.rest()))
+}
+
 /// Build a NORMAL message the way the original sends it (reserved = 0).
 pub fn encode_normal(
     protocol_version: u32,

@@ -1,0 +1,56 @@
+//! Command line: the original's flags (`-f -d -l`) plus test/install overrides.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// pmxcfs-ng — the Proxmox cluster configuration filesystem, without write amplification.
+#[derive(Debug, Parser)]
+#[command(name = "pmxcfs", version, about, long_about = None)]
+pub struct Cli {
+    /// Turn on debug messages (also switchable at runtime through /etc/pve/.debug).
+    #[arg(short = 'd', long = "debug")]
+    pub debug: bool,
+
+    /// Do not daemonize: stay in the foreground and log to stderr.
+    #[arg(short = 'f', long = "foreground")]
+    pub foreground: bool,
+
+    /// Force local mode (ignore corosync.conf, force quorum).
+    #[arg(short = 'l', long = "local")]
+    pub local: bool,
+
+    /// Relocate every default path under DIR (DIR/etc/pve, DIR/var/lib/pve-cluster, DIR/run/pve-cluster, …).
+    #[arg(long = "root", value_name = "DIR")]
+    pub root: Option<PathBuf>,
+
+    /// Node name to use instead of the short host name.
+    #[arg(long = "nodename", value_name = "NAME")]
+    pub nodename: Option<String>,
+
+    /// Let changes arriving within MS milliseconds share one SQLite transaction (0 = commit
+    /// every change before its system call returns).
+    #[arg(long = "commit-delay", value_name = "MS", default_value_t = 0)]
+    pub commit_delay_ms: u64,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Offline tools (no mount, no daemon).
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a database: integrity, load rules, duplicate VMIDs; print version and checksum.
+    Check {
+        /// Database file (default: the config.db under --root or /var/lib/pve-cluster).
+        #[arg(long = "db", value_name = "FILE")]
+        db: Option<PathBuf>,
+    },
+    /// List the files of a database, or print one file's contents.
+    Dump {
+        #[arg(long = "db", value_name = "FILE")]
+        db: Option<PathBuf>,
+        /// Path inside the tree to print (omit to list everything).
+        path: Option<String>,
+    },
+}

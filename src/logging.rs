@@ -1,0 +1,122 @@
+//! Log lines in the original's style — `[tag] level: message` — to stderr and/or syslog
+//! (journald picks syslog up), with debug output switchable at runtime.
+//!
+//! The tag is the `tracing` target (`main`, `database`, `fuse`, `dcdb`, …); levels print as
+//! the original's syslog names: error → `crit`, warn → `warning`, info → `notice`.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::layer::{Context, Layer};
+use tracing_subscriber::prelude::*;
+
+/// Shared switches of the logger.
+#[derive(Debug, Default)]
+pub struct LogControl {
+    pub debug: AtomicBool,
+    pub stderr: AtomicBool,
+    pub syslog: AtomicBool,
+}
+
+impl LogControl {
+    pub fn set_debug(&self, on: bool) {
+        self.debug.store(on, Ordering::SeqCst);
+    }
+    pub fn debug(&self) -> bool {
+        self.debug.load(Ordering::SeqCst)
+    }
+}
+
+struct OriginalStyle {
+    ctl: Arc<LogControl>,
+}
+
+#[derive(Default)]
+struct MessageVisitor(String);
+
+impl tracing::field::Visit for MessageVisitor {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name().starts_with("log.") {
+            return;
+        }
+        if field.name() == "message" {
+            self.0 = format!("{value:?}");
+        } else {
+            self.0.push_str(&format!(" {}={value:?}", field.name()));
+        }
+    }
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name().starts_with("log.") {
+            return;
+        }
+        if field.name() == "message" {
+            self.0 = value.to_string();
+        } else {
+            self.0.push_str(&format!(" {}={value}", field.name()));
+        }
+    }
+}
+
+fn level_name(l: &Level) -> (&'static str, libc::c_int) {
+    match *l {
+        Level::ERROR => ("crit", libc::LOG_CRIT),
+        Level::WARN => ("warning", libc::LOG_WARNING),
+        Level::INFO => ("notice", libc::LOG_NOTICE),
+        _ => ("debug", libc::LOG_DEBUG),
+    }
+}
+
+impl<S: Subscriber> Layer<S> for OriginalStyle {
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        let meta = event.metadata();
+        let target = meta.target();
+        // Library noise (fuser, rusqlite) only with debug on, and never below warn otherwise.
+        // Records bridged from the `log` crate (fuser) arrive with target "log".
+        let ours = !target.contains("::") && target != "log";
+        if *meta.level() > Level::INFO && !self.ctl.debug() {
+            return;
+        }
+        if !ours && *meta.level() > Level::WARN && !self.ctl.debug() {
+            return;
+        }
+        if *meta.level() == Level::TRACE {
+            return;
+        }
+        let mut v = MessageVisitor::default();
+        event.record(&mut v);
+        let tag = if target == "log" { "fuse" } else if ours { target } else { target.split("::").next().unwrap_or(target) };
+        let (lname, prio) = level_name(meta.level());
+        let line = if self.ctl.debug() {
+            format!("[{tag}] {lname}: {} ({}:{})", v.0, meta.file().unwrap_or("?"), meta.line().unwrap_or(0))
+        } else {
+            format!("[{tag}] {lname}: {}", v.0)
+        };
+        if self.ctl.stderr.load(Ordering::Relaxed) {
+            let _ = writeln!(std::io::stderr().lock(), "{line}");
+        }
+        if self.ctl.syslog.load(Ordering::Relaxed) {
+            if let Ok(c) = std::ffi::CString::new(line.replace('\0', "")) {
+                // SAFETY: format string and argument are valid NUL-terminated C strings.
+                unsafe { libc::syslog(prio, c"%s".as_ptr(), c.as_ptr()) };
+            }
+        }
+    }
+}
+
+/// Installs the global logger; returns its switches.
+pub fn init(debug: bool) -> Arc<LogControl> {
+    let ctl = Arc::new(LogControl::default());
+    ctl.set_debug(debug);
+    ctl.stderr.store(true, Ordering::SeqCst);
+    let _ = tracing_subscriber::registry().with(OriginalStyle { ctl: ctl.clone() }).try_init();
+    ctl
+}
+
+/// Starts logging to syslog (ident `pmxcfs`, facility daemon).
+pub fn enable_syslog(ctl: &LogControl) {
+    // SAFETY: the ident is a static C string that lives for the whole process.
+    unsafe { libc::openlog(c"pmxcfs".as_ptr(), libc::LOG_PID, libc::LOG_DAEMON) };
+    ctl.syslog.store(true, Ordering::SeqCst);
+}

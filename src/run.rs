@@ -1,0 +1,217 @@
+//! The daemon's life: prepare paths, daemonize, lock, load the database, mount, serve,
+//! and on SIGTERM/SIGINT unmount, commit and leave (spec §1.3–1.4).
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use pmxcfs_backend::{ChangeSink, Database, DatabaseOptions, LocalSink};
+use pmxcfs_fuse::{mount_options, FsConfig, PmxcfsFs};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+use tracing::{error, info, warn};
+
+use crate::cli::Cli;
+use crate::daemonize::{self, ReadySignal};
+use crate::instance_lock;
+use crate::logging::{self, LogControl};
+use crate::paths::Paths;
+use crate::stats;
+use crate::status_files::StatusFiles;
+
+/// Exit status of error paths (the original's `exit(-1)`).
+const EXIT_FAIL: i32 = 255;
+
+fn short_hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .map(|h| h.split('.').next().unwrap_or("").to_string())
+        .unwrap_or_default()
+}
+
+fn www_data_gid() -> Option<u32> {
+    nix::unistd::Group::from_name("www-data").ok().flatten().map(|g| g.gid.as_raw())
+}
+
+fn mkdir_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+    if !path.exists() {
+        std::fs::create_dir_all(path)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    }
+    Ok(())
+}
+
+fn is_mounted(mountpoint: &Path) -> bool {
+    let want = mountpoint.to_string_lossy().to_string();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .map(|m| m.lines().any(|l| l.split(' ').nth(4) == Some(want.as_str())))
+        .unwrap_or(false)
+}
+
+fn clear_stale_mount(mountpoint: &Path) {
+    if is_mounted(mountpoint) {
+        warn!(target: "main", "clearing stale mount on '{}'", mountpoint.display());
+        if nix::mount::umount2(mountpoint, nix::mount::MntFlags::MNT_FORCE).is_err() {
+            let _ = nix::mount::umount2(mountpoint, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+fn write_restart_flag(paths: &Paths, gid: u32) {
+    if std::fs::write(&paths.restart_flag, b"").is_ok() {
+        let _ = std::fs::set_permissions(&paths.restart_flag, std::fs::Permissions::from_mode(0o440));
+        let _ = nix::unistd::chown(&paths.restart_flag, Some(0.into()), Some(gid.into()));
+    }
+}
+
+/// Runs the daemon; returns the process exit status.
+pub fn run(cli: Cli) -> i32 {
+    let log = logging::init(cli.debug);
+    let root = cli.root.clone().unwrap_or_else(|| "/".into());
+    let paths = Paths::under(&root);
+    let nodename = cli.nodename.clone().unwrap_or_else(short_hostname);
+    if !pmxcfs_backend::path::valid_nodename(&nodename) {
+        error!(target: "main", "invalid node name '{nodename}'");
+        return EXIT_FAIL;
+    }
+    let Some(gid) = www_data_gid() else {
+        error!(target: "main", "unable to get 'www-data' group ID");
+        return EXIT_FAIL;
+    };
+    // SAFETY: umask only changes this process's file creation mask.
+    unsafe { libc::umask(0o027) };
+    for (dir, mode) in [(&paths.var_lib, 0o750), (&paths.run_dir, 0o750)] {
+        if let Err(e) = mkdir_mode(dir, mode) {
+            error!(target: "main", "unable to create directory '{}': {e}", dir.display());
+            return EXIT_FAIL;
+        }
+    }
+    let _ = nix::unistd::chown(&paths.run_dir, Some(0.into()), Some(gid.into()));
+
+    let mut ready = if cli.foreground { ReadySignal::none() } else { daemonize::daemonize(&paths.pid_file) };
+    if !cli.foreground {
+        logging::enable_syslog(&log);
+    }
+
+    let _lock = match instance_lock::acquire(&paths.lock_file, 11) {
+        Ok(l) => l,
+        Err(e) => {
+            error!(target: "main", "{e}");
+            return EXIT_FAIL;
+        }
+    };
+
+    let options = DatabaseOptions { commit_delay: Duration::from_millis(cli.commit_delay_ms) };
+    let db = match Database::open(&paths.db_file, options) {
+        Ok(db) => Arc::new(db),
+        Err(e) => {
+            error!(target: "main", "memdb_open failed - {e}");
+            return EXIT_FAIL;
+        }
+    };
+    let has_corosync_conf = db.tree().lookup("corosync.conf").is_some();
+    if has_corosync_conf && !cli.local {
+        error!(target: "main", "corosync.conf exists but cluster mode is not available in this build - start with -l to force local mode");
+        return EXIT_FAIL;
+    }
+    if has_corosync_conf {
+        info!(target: "main", "forcing local mode (although corosync.conf exists)");
+    } else {
+        info!(target: "main", "using local mode (corosync.conf does not exist)");
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let maintenance = db.spawn_maintenance(stop.clone());
+    let sink: Arc<dyn ChangeSink> = Arc::new(LocalSink { db: db.clone() });
+    let start_time = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let status = Arc::new(StatusFiles { nodename: nodename.clone(), start_time, db: db.clone(), log: log.clone(), clinfo_version: 0 });
+
+    clear_stale_mount(&paths.mountpoint);
+    if let Err(e) = mkdir_mode(&paths.mountpoint, 0o750) {
+        error!(target: "main", "unable to create mount point '{}': {e}", paths.mountpoint.display());
+        return EXIT_FAIL;
+    }
+    let fs = PmxcfsFs::new(FsConfig { nodename, gid, db: db.clone(), sink, virtual_files: status });
+    let mut session = match pmxcfs_fuse::Session::new(fs, &paths.mountpoint, &mount_options()) {
+        Ok(s) => s,
+        Err(e) => {
+            error!(target: "main", "fuse_mount error on '{}': {e}", paths.mountpoint.display());
+            return EXIT_FAIL;
+        }
+    };
+    spawn_signal_thread(session.unmount_callable(), paths.clone(), db.clone(), log.clone(), gid);
+
+    let _ = std::fs::remove_file(&paths.restart_flag);
+    if cli.foreground {
+        if let Err(e) = daemonize::write_pid_file(&paths.pid_file, std::process::id()) {
+            warn!(target: "main", "unable to write pid file '{}': {e}", paths.pid_file.display());
+        }
+    }
+    info!(target: "main", "mounted pmxcfs-ng on '{}' (database '{}')", paths.mountpoint.display(), paths.db_file.display());
+    ready.ready();
+    if !cli.foreground {
+        daemonize::detach_stdio();
+        log.stderr.store(false, Ordering::SeqCst);
+    }
+
+    let served = session.run();
+    write_restart_flag(&paths, gid);
+    info!(target: "main", "teardown filesystem");
+    drop(session);
+    stop.store(true, Ordering::SeqCst);
+    let _ = maintenance.join();
+    let commit = db.close();
+    let _ = std::fs::remove_file(&paths.pid_file);
+    let code = match (&served, &commit) {
+        (Ok(()), Ok(())) => 0,
+        (Err(e), _) => {
+            error!(target: "main", "fuse loop failed: {e}");
+            EXIT_FAIL
+        }
+        (_, Err(e)) => {
+            error!(target: "main", "final commit failed: {e}");
+            EXIT_FAIL
+        }
+    };
+    info!(target: "main", "exit proxmox configuration filesystem ({code})");
+    code
+}
+
+/// SIGTERM/SIGINT/SIGHUP: unmount (the FUSE loop then returns); if the mount stays busy,
+/// detach it lazily and, after 5 s, commit and exit anyway. SIGUSR1: write the stats file.
+fn spawn_signal_thread(mut unmounter: pmxcfs_fuse::SessionUnmounter, paths: Paths, db: Arc<Database>, _log: Arc<LogControl>, gid: u32) {
+    let mut signals = match signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1]) {
+        Ok(s) => s,
+        Err(e) => {
+            error!(target: "main", "unable to install signal handlers: {e}");
+            return;
+        }
+    };
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                if sig == SIGUSR1 {
+                    stats::write(&paths.stats_file, &db.stats());
+                    continue;
+                }
+                info!(target: "main", "received signal {sig} - unmounting");
+                let _ = unmounter.unmount();
+                if is_mounted(&paths.mountpoint) {
+                    let _ = nix::mount::umount2(&paths.mountpoint, nix::mount::MntFlags::MNT_DETACH);
+                }
+                std::thread::sleep(Duration::from_secs(5));
+                warn!(target: "main", "filesystem still busy after 5 s - committing and exiting");
+                let code = if db.close().is_ok() { 0 } else { EXIT_FAIL };
+                write_restart_flag(&paths, gid);
+                let _ = std::fs::remove_file(&paths.pid_file);
+                std::process::exit(code);
+            }
+        })
+        .expect("spawn signal thread");
+}
