@@ -11,6 +11,7 @@ mod offline;
 mod paths;
 mod run;
 mod stats;
+mod status;
 mod status_files;
 
 use clap::Parser;

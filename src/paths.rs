@@ -15,7 +15,6 @@ pub struct Paths {
     pub stats_file: PathBuf,
     #[allow(dead_code)] // used by cluster mode
     pub corosync_conf: PathBuf,
-    #[allow(dead_code)] // used by the status plane
     pub rrd_dir: PathBuf,
 }
 

@@ -18,6 +18,7 @@ use crate::instance_lock;
 use crate::logging::{self, LogControl};
 use crate::paths::Paths;
 use crate::stats;
+use crate::status::Status;
 use crate::status_files::StatusFiles;
 
 /// Exit status of error paths (the original's `exit(-1)`).
@@ -129,14 +130,15 @@ pub fn run(cli: Cli) -> i32 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let status = Arc::new(StatusFiles { nodename: nodename.clone(), start_time, db: db.clone(), log: log.clone(), clinfo_version: 0 });
+    let status = Arc::new(Status::new(&nodename, &paths.rrd_dir, start_time));
+    let files = Arc::new(StatusFiles { status: status.clone(), db: db.clone(), log: log.clone() });
 
     clear_stale_mount(&paths.mountpoint);
     if let Err(e) = mkdir_mode(&paths.mountpoint, 0o750) {
         error!(target: "main", "unable to create mount point '{}': {e}", paths.mountpoint.display());
         return EXIT_FAIL;
     }
-    let fs = PmxcfsFs::new(FsConfig { nodename, gid, db: db.clone(), sink, virtual_files: status });
+    let fs = PmxcfsFs::new(FsConfig { nodename, gid, db: db.clone(), sink, virtual_files: files });
     let mut session = match pmxcfs_fuse::Session::new(fs, &paths.mountpoint, &mount_options()) {
         Ok(s) => s,
         Err(e) => {

@@ -1,5 +1,5 @@
-//! The virtual files' contents (`.version`, `.members`, `.vmlist`, `.debug`) in the original's
-//! exact text formats. `.rrd` and `.clusterlog` arrive with the status plane.
+//! The virtual files' contents (`.version`, `.members`, `.vmlist`, `.rrd`, `.clusterlog`,
+//! `.debug`) in the original's exact text formats.
 
 use std::sync::Arc;
 
@@ -7,37 +7,43 @@ use pmxcfs_backend::Database;
 use pmxcfs_fuse::VirtualFiles;
 
 use crate::logging::LogControl;
+use crate::status::Status;
 
-/// Status state this daemon serves through virtual files.
+/// Entries `.clusterlog` shows (the original's default).
+const CLUSTERLOG_MAX: u32 = 50;
+
+/// Serves the virtual files from the database and the status tables.
 pub struct StatusFiles {
-    pub nodename: String,
-    pub start_time: u64,
+    pub status: Arc<Status>,
     pub db: Arc<Database>,
     pub log: Arc<LogControl>,
-    /// Cluster-info version (`clinfo`): 0 in local mode.
-    pub clinfo_version: u32,
+}
+
+fn now() -> i64 {
+    pmxcfs_backend::now_secs() as i64
 }
 
 impl StatusFiles {
     /// `.version` (spec §5.2).
     pub fn version_text(&self) -> String {
         let t = self.db.tree();
+        let tables = self.status.tables.lock();
         let mut s = String::from("{\n");
-        s.push_str(&format!("\"starttime\": {},\n", self.start_time));
-        s.push_str(&format!("\"clinfo\": {},\n", self.clinfo_version));
+        s.push_str(&format!("\"starttime\": {},\n", self.status.start_time));
+        s.push_str(&format!("\"clinfo\": {},\n", tables.clinfo_version));
         s.push_str(&format!("\"vmlist\": {},\n", t.vmlist.version));
         for (path, v) in t.observed.iter() {
             s.push_str(&format!("\"{path}\": {v},\n"));
         }
-        s.push_str("\"kvstore\": {\n");
-        s.push_str(&format!("\"{}\": {{\n}}\n", self.nodename));
-        s.push_str("}\n}\n");
+        s.push_str(&tables.store.kv.version_text(&[]));
+        s.push_str("}\n");
         s
     }
 
-    /// `.members` (spec §5.3), local mode: no cluster info.
+    /// `.members` (spec §5.3), without cluster info (local mode).
     pub fn members_text(&self) -> String {
-        format!("{{\n\"nodename\": \"{}\",\n\"version\": {}\n}}\n", self.nodename, self.clinfo_version)
+        let version = self.status.tables.lock().clinfo_version;
+        format!("{{\n\"nodename\": \"{}\",\n\"version\": {version}\n}}\n", self.status.nodename)
     }
 }
 
@@ -47,6 +53,8 @@ impl VirtualFiles for StatusFiles {
             ".version" => Some(self.version_text().into_bytes()),
             ".members" => Some(self.members_text().into_bytes()),
             ".vmlist" => Some(self.db.tree().vmlist.to_json().into_bytes()),
+            ".rrd" => Some(self.status.tables.lock().store.rrd.dump(now()).file_text().to_vec()),
+            ".clusterlog" => Some(self.status.tables.lock().clusterlog.dump_json(None, CLUSTERLOG_MAX)),
             ".debug" => Some(if self.log.debug() { b"1\n".to_vec() } else { b"0\n".to_vec() }),
             _ => None,
         }

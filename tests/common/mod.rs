@@ -36,6 +36,7 @@ pub struct Daemon {
     pub child: Option<Child>,
     pub log: PathBuf,
     pub args: Vec<String>,
+    pub node: String,
 }
 
 impl Daemon {
@@ -58,7 +59,17 @@ impl Daemon {
 
     fn start_in(root: tempfile::TempDir, extra: &[&str]) -> Daemon {
         let log = root.path().join("daemon.log");
-        let mut d = Daemon { root, child: None, log, args: extra.iter().map(|s| s.to_string()).collect() };
+        let mut node = NODE.to_string();
+        let mut args = Vec::new();
+        let mut it = extra.iter();
+        while let Some(a) = it.next() {
+            if *a == "--nodename" {
+                node = it.next().expect("--nodename NAME").to_string();
+            } else {
+                args.push(a.to_string());
+            }
+        }
+        let mut d = Daemon { root, child: None, log, args, node };
         d.spawn().unwrap_or_else(|e| panic!("daemon did not mount: {e}\n{}", d.log_text()));
         d
     }
@@ -67,7 +78,7 @@ impl Daemon {
     pub fn spawn(&mut self) -> Result<(), String> {
         let logf = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
         let mut cmd = Command::new(BIN);
-        cmd.args(["-f", "-l", "--nodename", NODE, "--root"]).arg(self.root.path()).args(&self.args);
+        cmd.args(["-f", "-l", "--nodename", &self.node, "--root"]).arg(self.root.path()).args(&self.args);
         cmd.stdin(Stdio::null()).stdout(logf.try_clone().unwrap()).stderr(logf);
         let mut child = cmd.spawn().map_err(|e| e.to_string())?;
         let t0 = Instant::now();

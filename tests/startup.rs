@@ -1,0 +1,121 @@
+//! Start-up and shutdown: refusals with clear messages, daemonizing, the instance lock.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn run_once(root: &std::path::Path, extra: &[&str]) -> (i32, String) {
+    let out = Command::new(BIN)
+        .args(["-f", "-l", "--nodename", NODE, "--root"])
+        .arg(root)
+        .args(extra)
+        .output()
+        .unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).to_string())
+}
+
+#[test]
+fn corrupt_database_refuses_to_start_naming_the_file() {
+    require_root();
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("var/lib/pve-cluster");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("config.db"), vec![0x5au8; 16384]).unwrap();
+    let (code, err) = run_once(root.path(), &[]);
+    assert_eq!(code, 255);
+    assert!(err.contains("config.db") && err.contains("[main] crit:"), "{err}");
+    assert!(!is_mounted(&root.path().join("etc/pve")));
+}
+
+#[test]
+fn database_with_duplicate_names_refuses_to_start_naming_the_row() {
+    require_root();
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("var/lib/pve-cluster");
+    std::fs::create_dir_all(&dir).unwrap();
+    let c = rusqlite::Connection::open(dir.join("config.db")).unwrap();
+    c.execute_batch(pmxcfs_schema()).unwrap();
+    c.execute_batch("INSERT INTO tree VALUES (2,0,2,0,0,8,'a',NULL); INSERT INTO tree VALUES (3,0,3,0,0,8,'a',NULL);").unwrap();
+    drop(c);
+    let (code, err) = run_once(root.path(), &[]);
+    assert_eq!(code, 255);
+    assert!(err.contains("duplicate name 'a'"), "{err}");
+}
+
+fn pmxcfs_schema() -> &'static str {
+    "CREATE TABLE IF NOT EXISTS tree (
+  inode INTEGER PRIMARY KEY NOT NULL,
+  parent INTEGER NOT NULL CHECK(typeof(parent)=='integer'),
+  version INTEGER NOT NULL CHECK(typeof(version)=='integer'),
+  writer INTEGER NOT NULL CHECK(typeof(writer)=='integer'),
+  mtime INTEGER NOT NULL CHECK(typeof(mtime)=='integer'),
+  type INTEGER NOT NULL CHECK(typeof(type)=='integer'),
+  name TEXT NOT NULL,
+  data BLOB);"
+}
+
+#[test]
+fn second_instance_on_the_same_database_refuses_to_start() {
+    let d = Daemon::start(&[]);
+    let t0 = Instant::now();
+    let (code, err) = run_once(d.root.path(), &[]);
+    assert_eq!(code, 255);
+    assert!(err.contains("unable to acquire pmxcfs lock"), "{err}");
+    assert!(t0.elapsed() >= Duration::from_secs(9), "retries for about 10 s like the original");
+    assert!(is_mounted(&d.mnt()), "the first instance keeps serving");
+    std::fs::write(d.p("still-works"), b"yes").unwrap();
+}
+
+#[test]
+fn without_f_it_daemonizes_writes_the_pid_file_and_stops_on_sigterm() {
+    require_root();
+    let root = tempfile::tempdir().unwrap();
+    let st = Command::new(BIN).args(["-l", "--nodename", NODE, "--root"]).arg(root.path()).status().unwrap();
+    assert!(st.success(), "parent exits 0 once the child is ready");
+    let mnt = root.path().join("etc/pve");
+    assert!(is_mounted(&mnt), "mounted when the parent returns");
+    let pid: i32 = std::fs::read_to_string(root.path().join("run/pve-cluster.pid")).unwrap().trim().parse().unwrap();
+    std::fs::write(mnt.join("x.cfg"), b"daemon").unwrap();
+    // SAFETY: signalling the daemon we started.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let t0 = Instant::now();
+    while is_mounted(&mnt) || std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        if t0.elapsed() > Duration::from_secs(15) {
+            // SAFETY: as above.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            lazy_umount(&mnt);
+            panic!("daemon did not stop");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!root.path().join("run/pve-cluster.pid").exists(), "pid file removed");
+    assert!(root.path().join("run/pve-cluster/cfs-restart-flag").exists(), "restart flag left for clients");
+}
+
+#[test]
+fn cluster_mode_is_refused_clearly_until_it_exists() {
+    let mut d = Daemon::start(&[]);
+    std::fs::write(d.p("corosync.conf"), b"totem { cluster_name: x }\n").unwrap();
+    assert_eq!(d.stop(), 0);
+    let out = Command::new(BIN).args(["-f", "--nodename", NODE, "--root"]).arg(d.root.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(255));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("-l"));
+    d.spawn().expect("-l forces local mode");
+    assert!(d.log_text().contains("forcing local mode (although corosync.conf exists)"));
+}
+
+#[test]
+fn offline_check_and_dump_read_the_golden_database() {
+    let out = Command::new(BIN).args(["check", "--db"]).arg(golden("c-config.db")).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("integrity_check: ok") && text.contains("healthy") && text.contains("guests: 100"), "{text}");
+    let out = Command::new(BIN).args(["dump", "--db"]).arg(golden("c-config.db")).arg("datacenter.cfg").output().unwrap();
+    assert!(out.status.success());
+    assert!(!out.stdout.is_empty());
+    let out = Command::new(BIN).args(["dump", "--db"]).arg(golden("c-config.db")).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("nodes/pve1/qemu-server/100.conf"));
+}
