@@ -10,6 +10,7 @@ mod logging;
 mod offline;
 mod paths;
 mod run;
+mod sd_notify;
 mod stats;
 mod status;
 mod status_files;

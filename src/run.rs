@@ -17,6 +17,7 @@ use crate::daemonize::{self, ReadySignal};
 use crate::instance_lock;
 use crate::logging::{self, LogControl};
 use crate::paths::Paths;
+use crate::sd_notify;
 use crate::stats;
 use crate::status::Status;
 use crate::status_files::StatusFiles;
@@ -156,12 +157,14 @@ pub fn run(cli: Cli) -> i32 {
     }
     info!(target: "main", "mounted pmxcfs-ng on '{}' (database '{}')", paths.mountpoint.display(), paths.db_file.display());
     ready.ready();
+    sd_notify::notify(&format!("READY=1\nMAINPID={}", std::process::id()));
     if !cli.foreground {
         daemonize::detach_stdio();
         log.stderr.store(false, Ordering::SeqCst);
     }
 
     let served = session.run();
+    sd_notify::notify("STOPPING=1");
     write_restart_flag(&paths, gid);
     info!(target: "main", "teardown filesystem");
     drop(session);

@@ -119,3 +119,29 @@ fn offline_check_and_dump_read_the_golden_database() {
     let out = Command::new(BIN).args(["dump", "--db"]).arg(golden("c-config.db")).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("nodes/pve1/qemu-server/100.conf"));
 }
+
+#[test]
+fn readiness_is_notified_to_systemd_once_mounted() {
+    require_root();
+    let root = tempfile::tempdir().unwrap();
+    let sock_path = root.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["-f", "-l", "--nodename", NODE, "--root"])
+        .arg(root.path())
+        .env("NOTIFY_SOCKET", &sock_path)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let n = sock.recv(&mut buf).expect("READY=1 datagram");
+    let mnt = root.path().join("etc/pve");
+    let mounted = is_mounted(&mnt);
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let _ = wait_timeout(&mut child, Duration::from_secs(15));
+    lazy_umount(&mnt);
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("READY=1"));
+    assert!(mounted, "READY=1 only after the mount");
+}
