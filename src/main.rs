@@ -1,21 +1,11 @@
 //! `pmxcfs` — the pmxcfs-ng daemon and its offline tools.
 //!
-//! This crate wires the pieces: command line, logging, daemonizing, the database
-//! (`pmxcfs-backend`), the FUSE mount (`pmxcfs-fuse`) and the virtual files' contents.
-
-mod cli;
-mod daemonize;
-mod instance_lock;
-mod logging;
-mod offline;
-mod paths;
-mod run;
-mod sd_notify;
-mod stats;
-mod status;
-mod status_files;
+//! The wiring lives in the library half of this crate (`src/lib.rs`): command line,
+//! logging, daemonizing, the database (`pmxcfs-backend`), the FUSE mount (`pmxcfs-fuse`),
+//! the status tables and cluster mode.
 
 use clap::Parser;
+use pmxcfs_ng::{cli, offline, paths, run};
 
 fn main() {
     let cli = cli::Cli::parse();

@@ -189,6 +189,34 @@ impl Database {
         }
     }
 
+    /// Replaces the tree after a cluster resync: keeps the entries the leader's index lists,
+    /// applies the leader's `updates`, checks that the result's index is byte-identical to
+    /// `leader_index`, and writes it all in ONE transaction. On any failure nothing changes.
+    pub fn apply_resync(&self, leader_index: &[u8], keep: &std::collections::HashSet<u64>, updates: Vec<crate::entry::Entry>) -> Result<(), String> {
+        self.commit().map_err(|e| format!("commit before resync failed: {e}"))?;
+        let mut store = self.store.lock();
+        let mut tree = self.tree.write();
+        let (new_tree, deleted) = tree.resynced(keep, updates, now_secs())?;
+        if new_tree.encode_index() != leader_index {
+            return Err("the resynced tree does not match the leader's index".into());
+        }
+        let mut batch: Vec<(u64, Option<crate::entry::Entry>)> = deleted.iter().map(|i| (*i, None)).collect();
+        for e in new_tree.sorted_entries() {
+            let unchanged = tree.get(e.inode).is_some_and(|old| crate::index::entry_digest(old) == crate::index::entry_digest(e) && old.parent == e.parent);
+            if !unchanged {
+                batch.push((e.inode, Some(e.clone())));
+            }
+        }
+        if let Err(e) = store.commit(&batch, new_tree.root()) {
+            self.failed.store(true, Ordering::SeqCst);
+            return Err(format!("resync commit failed: {e}"));
+        }
+        self.unsynced.store(true, Ordering::SeqCst);
+        *tree = new_tree;
+        info!(target: "database", "resync: {} entries written, {} deleted, version {}", batch.len() - deleted.len(), deleted.len(), tree.version());
+        Ok(())
+    }
+
     /// Commits if a delayed commit is due; syncs the WAL if commits happened since the last
     /// sync. Called about every 50 ms by [`Database::spawn_maintenance`].
     pub fn maintenance(&self, sync_every: Duration, last_sync: &mut Instant) {

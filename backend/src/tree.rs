@@ -329,6 +329,50 @@ impl Tree {
         dups
     }
 
+    // ----- cluster resync ----------------------------------------------------------
+
+    /// The tree a resync produces (`bdb_backend_commit_update`): this tree's entries whose
+    /// inodes the leader still lists (`keep`), replaced or extended by the leader's `updates`
+    /// (an update for inode 0 carries the root's version, writer and mtime). Side tables are
+    /// carried over and refreshed like after a load. Returns the new tree and the inodes
+    /// that disappear.
+    pub fn resynced(&self, keep: &std::collections::HashSet<u64>, updates: Vec<Entry>, now: u32) -> Result<(Tree, Vec<u64>), String> {
+        let mut map: HashMap<u64, Entry> = HashMap::new();
+        let mut deleted = Vec::new();
+        for (ino, e) in &self.entries {
+            if *ino == 0 || keep.contains(ino) {
+                let mut c = e.clone();
+                if let Some(children) = c.children_mut() {
+                    children.clear();
+                }
+                map.insert(*ino, c);
+            } else {
+                deleted.push(*ino);
+            }
+        }
+        for mut u in updates {
+            if let Some(children) = u.children_mut() {
+                children.clear();
+            }
+            if u.inode == 0 {
+                let root = map.get_mut(&0).expect("root kept");
+                root.version = u.version;
+                root.writer = u.writer;
+                root.mtime = u.mtime;
+            } else {
+                map.insert(u.inode, u);
+            }
+        }
+        deleted.sort_unstable();
+        let mut tree = Tree::from_entries(map.into_values().collect())?;
+        tree.vmlist = self.vmlist.clone();
+        tree.observed = self.observed.clone();
+        for (vmid, kept, ignored) in tree.after_load(now) {
+            tracing::warn!(target: "database", "detected duplicate VMID {vmid}: '{kept}' and '{ignored}' (using the first)");
+        }
+        Ok((tree, deleted))
+    }
+
     // ----- mutations ------------------------------------------------------------------
 
     fn bump(&mut self, stamp: Stamp) -> u64 {

@@ -1,0 +1,265 @@
+//! The dcdb application: the file tree replicated through the `pve_dcdb_v1` CPG group.
+//!
+//! Delivered fuse-op messages become [`Op`]s applied through [`Database::apply`] — the same
+//! path local mode uses — with writer = sender nodeid and mtime = the sender's clock. On a
+//! membership change the tree's memdb index is the DFSM state; the data leader (highest
+//! version, then mtime, then lowest member) sends the entries others lack, and followers
+//! commit them in one transaction only if the rebuilt index equals the leader's byte for byte.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use pmxcfs_backend::{path as tree_path, Content, Database, Durability, Entry, Op, Stamp};
+use pmxcfs_dfsm::wire::dcdb::{DcdbMessage, DcdbSubtype, FuseOp, Unlock};
+use pmxcfs_dfsm::wire::index::MemdbIndex;
+use pmxcfs_dfsm::wire::update::{InodeRecord, DT_DIR};
+use pmxcfs_dfsm::{AppError, Application, Context, Delivered, MemberId, NormalMessage, SyncMember};
+use tracing::{info, warn};
+
+/// Hook run after a successful change of `corosync.conf` (writes the host copy).
+pub type CorosyncConfHook = Box<dyn Fn(&Database, bool) + Send>;
+
+/// The replicated file tree.
+pub struct DcdbApp {
+    db: Arc<Database>,
+    quorate: Arc<AtomicBool>,
+    corosync_conf_hook: Option<CorosyncConfHook>,
+    /// Leader's index of the current sync round.
+    leader_index: Option<Vec<u8>>,
+    /// Entries received from the leader in this round.
+    updates: Vec<Entry>,
+}
+
+fn leave(why: impl Into<String>) -> Delivered {
+    Delivered { result: -libc::EINVAL, status: Err(AppError::Leave(why.into())) }
+}
+
+fn utf8(b: &[u8]) -> Option<String> {
+    std::str::from_utf8(b).ok().map(|s| tree_path::normalize(s))
+}
+
+/// Encodes a fuse-op message for `op`: (subtype, payload).
+pub fn encode_op(op: &Op) -> Result<(u16, Vec<u8>), String> {
+    let (subtype, fop) = match op {
+        Op::Write { path, offset, data, truncate } => {
+            let mut f = FuseOp::write(path, *offset as u32, data);
+            f.flags = u32::from(*truncate);
+            (DcdbSubtype::Write, f)
+        }
+        Op::Mkdir { path } => (DcdbSubtype::Mkdir, FuseOp::path_only(path)),
+        Op::Create { path } => (DcdbSubtype::Create, FuseOp::path_only(path)),
+        Op::Delete { path } => (DcdbSubtype::Delete, FuseOp::path_only(path)),
+        Op::Rename { from, to } => (DcdbSubtype::Rename, FuseOp::rename(from, to)),
+        Op::SetMtime { path, mtime } => (DcdbSubtype::Mtime, FuseOp::mtime(path, *mtime)),
+        Op::Unlock { path, csum } => return Ok((DcdbSubtype::Unlock as u16, Unlock { csum: *csum, path: path.as_bytes() }.encode())),
+    };
+    fop.encode().map(|p| (subtype as u16, p)).map_err(|e| e.to_string())
+}
+
+/// Payload of an UNLOCK_REQUEST / UNLOCK for `path` with checksum `csum`.
+pub fn encode_unlock(path: &str, csum: [u8; 32]) -> Vec<u8> {
+    Unlock { csum, path: path.as_bytes() }.encode()
+}
+
+/// An inode record (UPDATE payload) → tree entry.
+pub fn entry_from_record(r: &InodeRecord<'_>) -> Result<Entry, String> {
+    let name = std::str::from_utf8(r.name).map_err(|_| format!("inode {} has a non-UTF-8 name", r.inode))?;
+    let content = if r.entry_type == DT_DIR { Content::Dir(Default::default()) } else { Content::File(Arc::new(r.data.to_vec())) };
+    Ok(Entry { inode: r.inode, parent: r.parent, version: r.version, writer: r.writer, mtime: r.mtime, name: name.to_string(), content })
+}
+
+fn record_of(e: &Entry) -> InodeRecord<'_> {
+    InodeRecord {
+        parent: e.parent,
+        inode: e.inode,
+        version: e.version,
+        writer: e.writer,
+        mtime: e.mtime,
+        entry_type: e.kind(),
+        name: e.name.as_bytes(),
+        data: e.data(),
+    }
+}
+
+/// `dcdb_select_leader`: highest version, then highest mtime, then the first member.
+fn select_leader(indexes: &[MemdbIndex]) -> usize {
+    let mut leader = 0;
+    for (i, idx) in indexes.iter().enumerate().skip(1) {
+        let l = &indexes[leader];
+        if idx.version > l.version || (idx.version == l.version && idx.mtime > l.mtime) {
+            leader = i;
+        }
+    }
+    leader
+}
+
+impl DcdbApp {
+    pub fn new(db: Arc<Database>, quorate: Arc<AtomicBool>, corosync_conf_hook: Option<CorosyncConfHook>) -> DcdbApp {
+        DcdbApp { db, quorate, corosync_conf_hook, leader_index: None, updates: Vec::new() }
+    }
+
+    fn apply_fuse(&mut self, subtype: DcdbSubtype, f: &FuseOp<'_>, msg: &NormalMessage<'_>) -> Delivered {
+        let Some(path) = f.path.and_then(utf8) else { return leave("fuse message without a valid path") };
+        let durability = if subtype == DcdbSubtype::Create { Durability::Deferred } else { Durability::Commit };
+        let op = match subtype {
+            DcdbSubtype::Write => Op::Write { path: path.clone(), offset: f.offset as u64, data: f.data.to_vec(), truncate: f.flags & 1 != 0 },
+            DcdbSubtype::Mkdir => Op::Mkdir { path: path.clone() },
+            DcdbSubtype::Delete => Op::Delete { path: path.clone() },
+            DcdbSubtype::Create => Op::Create { path: path.clone() },
+            DcdbSubtype::Mtime => Op::SetMtime { path: path.clone(), mtime: f.offset },
+            DcdbSubtype::Rename => match f.to.and_then(utf8) {
+                Some(to) => Op::Rename { from: path.clone(), to },
+                None => return leave("rename without a valid target"),
+            },
+            _ => return leave("unexpected fuse message type"),
+        };
+        let stamp = Stamp { writer: msg.sender.nodeid, mtime: msg.time };
+        let result = match self.db.apply(&op, stamp, durability) {
+            // WRITE answers with the byte count, everything else with 0
+            Ok(n) if subtype == DcdbSubtype::Write => n as i32,
+            Ok(_) => 0,
+            Err(e) => -e.errno(),
+        };
+        if self.db.failed() {
+            return Delivered { result, status: Err(AppError::Fatal("database error".into())) };
+        }
+        let touches_conf = match &op {
+            Op::Write { path, .. } | Op::Create { path } => path == "corosync.conf",
+            Op::Rename { to, .. } => to == "corosync.conf",
+            _ => false,
+        };
+        if result >= 0 && touches_conf {
+            if let Some(hook) = &self.corosync_conf_hook {
+                hook(&self.db, true);
+            }
+        }
+        Delivered::ok(result)
+    }
+
+    fn apply_unlock(&mut self, ctx: &mut Context<'_>, request: bool, u: &Unlock<'_>, msg: &NormalMessage<'_>) -> Delivered {
+        let Some(path) = utf8(u.path) else { return leave("unlock without a valid path") };
+        let current = self.db.tree().lock_csum(&path);
+        if current != Some(u.csum) || !tree_path::is_lock_dir_path(&path) {
+            return Delivered::ok(0);
+        }
+        if request {
+            if ctx.is_lowest_nodeid() {
+                let expired = self.db.with_tree_mut(|t| t.lock_expired(&path, &u.csum, ctx.now()));
+                if expired {
+                    info!(target: "dcdb", "sending unlock for expired lock '{path}'");
+                    ctx.send_normal(DcdbSubtype::Unlock as u16, &encode_unlock(&path, u.csum));
+                }
+            }
+            return Delivered::ok(0);
+        }
+        let stamp = Stamp { writer: msg.sender.nodeid, mtime: msg.time };
+        let result = match self.db.apply(&Op::Unlock { path, csum: u.csum }, stamp, Durability::Commit) {
+            Ok(_) => 0,
+            Err(e) => -e.errno(),
+        };
+        Delivered::ok(result)
+    }
+}
+
+impl Application for DcdbApp {
+    fn deliver(&mut self, ctx: &mut Context<'_>, msg: &NormalMessage<'_>) -> Delivered {
+        if !self.quorate.load(Ordering::SeqCst) {
+            warn!(target: "dcdb", "received message while not quorate - leaving");
+            return Delivered { result: -libc::EACCES, status: Err(AppError::Leave("not quorate".into())) };
+        }
+        let Some(subtype) = DcdbSubtype::from_u16(msg.subtype) else {
+            return leave(format!("unknown message type {}", msg.subtype));
+        };
+        match DcdbMessage::decode(msg.subtype, msg.payload) {
+            Ok(DcdbMessage::Fuse(_, f)) => self.apply_fuse(subtype, &f, msg),
+            Ok(DcdbMessage::Unlock(_, u)) => self.apply_unlock(ctx, subtype == DcdbSubtype::UnlockRequest, &u, msg),
+            Err(e) => leave(format!("unable to parse message: {e}")),
+        }
+    }
+
+    fn get_state(&mut self, _ctx: &mut Context<'_>) -> Result<Vec<u8>, AppError> {
+        Ok(self.db.tree().encode_index())
+    }
+
+    fn process_state_update(&mut self, ctx: &mut Context<'_>, members: &mut [SyncMember]) -> Result<(), AppError> {
+        let mut indexes = Vec::with_capacity(members.len());
+        for m in members.iter() {
+            let state = m.state.as_deref().ok_or_else(|| AppError::Leave(format!("no state from {}", m.id)))?;
+            let idx = MemdbIndex::decode(state).map_err(|e| AppError::Leave(format!("bad index from {}: {e}", m.id)))?;
+            indexes.push(idx);
+        }
+        let leader = select_leader(&indexes);
+        let leader_state = members[leader].state.clone();
+        for m in members.iter_mut() {
+            m.synced = m.state == leader_state;
+        }
+        self.leader_index = leader_state;
+        self.updates.clear();
+        if members[leader].id != ctx.local() {
+            return Ok(());
+        }
+        info!(target: "dcdb", "we (member {}) are the data leader", ctx.local());
+        let master: HashMap<u64, [u8; 32]> = indexes[leader].entries.iter().map(|e| (e.inode, e.digest)).collect();
+        let mut send: HashSet<u64> = HashSet::new();
+        for (i, m) in members.iter().enumerate() {
+            if m.synced {
+                continue;
+            }
+            let theirs: HashMap<u64, [u8; 32]> = indexes[i].entries.iter().map(|e| (e.inode, e.digest)).collect();
+            for (ino, digest) in &master {
+                if theirs.get(ino) != Some(digest) {
+                    send.insert(*ino);
+                }
+            }
+        }
+        let mut inodes: Vec<u64> = send.into_iter().collect();
+        inodes.sort_unstable();
+        let tree = self.db.tree();
+        for ino in inodes {
+            let Some(e) = tree.get(ino) else { continue };
+            match record_of(e).encode() {
+                Ok(payload) => ctx.send_update(&payload),
+                Err(err) => warn!(target: "dcdb", "unable to encode inode {ino}: {err}"),
+            }
+        }
+        drop(tree);
+        ctx.send_update_complete();
+        Ok(())
+    }
+
+    fn process_update(&mut self, _ctx: &mut Context<'_>, _sender: MemberId, payload: &[u8]) -> Result<(), AppError> {
+        let r = InodeRecord::decode(payload).map_err(|e| AppError::Leave(format!("bad update: {e}")))?;
+        let e = entry_from_record(&r).map_err(AppError::Leave)?;
+        self.updates.push(e);
+        Ok(())
+    }
+
+    fn commit(&mut self, _ctx: &mut Context<'_>, _members: &[SyncMember]) -> Result<(), AppError> {
+        let leader = self.leader_index.clone().ok_or_else(|| AppError::Leave("commit without leader state".into()))?;
+        let idx = MemdbIndex::decode(&leader).map_err(|e| AppError::Leave(e.to_string()))?;
+        let keep: HashSet<u64> = idx.entries.iter().map(|e| e.inode).collect();
+        let updates = std::mem::take(&mut self.updates);
+        info!(target: "dcdb", "update complete - trying to commit (got {} inode updates)", updates.len());
+        self.db.apply_resync(&leader, &keep, updates).map_err(|e| {
+            warn!(target: "dcdb", "commit failed: {e}");
+            AppError::Leave(e)
+        })?;
+        if let Some(hook) = &self.corosync_conf_hook {
+            hook(&self.db, false);
+        }
+        Ok(())
+    }
+
+    fn cleanup(&mut self) {
+        self.updates.clear();
+    }
+
+    fn supports_verify(&self) -> bool {
+        true
+    }
+
+    fn checksum(&mut self) -> Result<[u8; 32], AppError> {
+        Ok(self.db.tree().checksum())
+    }
+}
