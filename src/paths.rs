@@ -16,6 +16,7 @@ pub struct Paths {
     #[allow(dead_code)] // used by cluster mode
     pub corosync_conf: PathBuf,
     pub rrd_dir: PathBuf,
+    pub rrdcached_socket: PathBuf,
 }
 
 impl Paths {
@@ -33,6 +34,7 @@ impl Paths {
             stats_file: r("/run/pve-cluster/pmxcfs-ng.stats"),
             corosync_conf: r("/etc/corosync/corosync.conf"),
             rrd_dir: r("/var/lib/rrdcached/db"),
+            rrdcached_socket: r("/var/run/rrdcached.sock"),
         }
     }
 }

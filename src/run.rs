@@ -131,7 +131,7 @@ pub fn run(cli: Cli) -> i32 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let status = Arc::new(Status::new(&nodename, &paths.rrd_dir, start_time));
+    let status = Arc::new(Status::new(&nodename, &paths.rrd_dir, Some(paths.rrdcached_socket.clone()), start_time));
     let files = Arc::new(StatusFiles { status: status.clone(), db: db.clone(), log: log.clone() });
 
     clear_stale_mount(&paths.mountpoint);

@@ -26,24 +26,24 @@ fn now() -> i64 {
 impl StatusFiles {
     /// `.version` (spec §5.2).
     pub fn version_text(&self) -> String {
+        let clinfo_version = self.status.tables.lock().clinfo_version;
+        let kvstore = self.status.kvstore_version_text();
         let t = self.db.tree();
-        let tables = self.status.tables.lock();
         let mut s = String::from("{\n");
         s.push_str(&format!("\"starttime\": {},\n", self.status.start_time));
-        s.push_str(&format!("\"clinfo\": {},\n", tables.clinfo_version));
+        s.push_str(&format!("\"clinfo\": {clinfo_version},\n"));
         s.push_str(&format!("\"vmlist\": {},\n", t.vmlist.version));
         for (path, v) in t.observed.iter() {
             s.push_str(&format!("\"{path}\": {v},\n"));
         }
-        s.push_str(&tables.store.kv.version_text(&[]));
+        s.push_str(&kvstore);
         s.push_str("}\n");
         s
     }
 
-    /// `.members` (spec §5.3), without cluster info (local mode).
+    /// `.members` (spec §5.3).
     pub fn members_text(&self) -> String {
-        let version = self.status.tables.lock().clinfo_version;
-        format!("{{\n\"nodename\": \"{}\",\n\"version\": {version}\n}}\n", self.status.nodename)
+        self.status.members_text()
     }
 }
 

@@ -1,5 +1,6 @@
 //! Cluster mode: the file tree and the status replicated through corosync CPG.
 
 pub mod dcdb;
+pub mod kvstore;
 #[cfg(test)]
-mod dcdb_sim_tests;
+mod sim_tests;

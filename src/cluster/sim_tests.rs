@@ -1,4 +1,4 @@
-//! The dcdb application on the simulated CPG: every node applies the same ordered stream
+//! The dcdb and kvstore applications on the simulated CPG: every node applies the same ordered stream
 //! to its own config.db, and resyncs converge byte for byte.
 
 use std::sync::atomic::AtomicBool;
@@ -134,4 +134,63 @@ fn unlock_request_removes_only_an_expired_lock() {
     assert!(a.db.tree().lookup("priv/lock/job").is_none());
     assert!(b.db.tree().lookup("priv/lock/job").is_none(), "every node deletes it");
     assert_converged(&s, &[&a, &b]);
+}
+
+mod kvstore_group {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use pmxcfs_dfsm::sim::Sim;
+    use pmxcfs_dfsm::Mode;
+
+    use crate::cluster::kvstore::{update_payload, KvstoreApp};
+    use crate::status::{ClusterInfo, ClusterNode, Status};
+
+    fn status(name: &str) -> Arc<Status> {
+        let s = Arc::new(Status::new(name, Path::new("/nonexistent-rrd"), None, 1_795_000_000));
+        s.set_cluster_info(ClusterInfo {
+            name: "c".into(),
+            config_version: 1,
+            nodes: (1..=3).map(|i| ClusterNode { name: format!("node{i}"), nodeid: i, votes: 1, online: false }).collect(),
+        });
+        s
+    }
+
+    #[test]
+    fn kv_updates_logs_and_nodeips_reach_every_member() {
+        let st: Vec<Arc<Status>> = (1..=3).map(|i| status(&format!("node{i}"))).collect();
+        let mut s = Sim::new(9, 0, None);
+        for i in 0..3u32 {
+            s.start(i + 1, 200 + i, KvstoreApp::new(st[i as usize].clone(), format!("10.0.0.{}", i + 1)));
+        }
+        s.run(200_000);
+        for i in 1..=3 {
+            assert_eq!(s.mode(i), Some(Mode::Synced));
+        }
+        // node2 publishes kv/golden (applied locally first, then multicast)
+        st[1].set_local("kv/golden", b"hello from node2\0").unwrap();
+        s.request(2, 1, &update_payload("kv/golden", b"hello from node2\0").unwrap(), false);
+        // node3 logs a cluster log entry
+        let e = st[2].tables.lock().clusterlog.add(b"node3", b"golden-ident", b"golden-tag", 42, 1_795_000_100, 6, b"hello log").unwrap();
+        s.request(3, 3, &e.encode(), false);
+        s.run(200_000);
+        assert_eq!(st[0].tables.lock().store.get("node2", "kv/golden").unwrap(), b"hello from node2\0");
+        let log = String::from_utf8(st[0].tables.lock().clusterlog.dump_json(None, 50)).unwrap();
+        assert!(log.contains("hello log"), "{log}");
+        let members = st[0].members_text();
+        assert!(members.contains("\"node3\": { \"id\": 3, \"online\": 1, \"ip\": \"10.0.0.3\"}"), "{members}");
+    }
+
+    #[test]
+    fn a_restarted_node_gets_the_merged_cluster_log() {
+        let st: Vec<Arc<Status>> = (1..=2).map(|i| status(&format!("node{i}"))).collect();
+        let mut s = Sim::new(4, 0, None);
+        s.start(1, 300, KvstoreApp::new(st[0].clone(), "10.0.0.1".into()));
+        s.run(100_000);
+        st[0].tables.lock().clusterlog.add(b"node1", b"root", b"t", 1, 1_795_000_200, 6, b"before node2 came").unwrap();
+        s.start(2, 301, KvstoreApp::new(st[1].clone(), "10.0.0.2".into()));
+        s.run(200_000);
+        let log = String::from_utf8(st[1].tables.lock().clusterlog.dump_json(None, 50)).unwrap();
+        assert!(log.contains("before node2 came"), "{log}");
+    }
 }
