@@ -33,6 +33,10 @@ pub struct Cli {
     #[arg(long = "commit-delay", value_name = "MS", default_value_t = 0)]
     pub commit_delay_ms: u64,
 
+    /// Seconds between the cluster-wide checksum verifications (the original: 3600).
+    #[arg(long = "verify-interval", value_name = "SECS", default_value_t = 3600, hide = true)]
+    pub verify_interval: u32,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }

@@ -8,14 +8,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pmxcfs_backend::{ChangeSink, Database, DatabaseOptions, LocalSink};
-use pmxcfs_fuse::{mount_options, FsConfig, PmxcfsFs};
+use pmxcfs_fuse::{mount_options, FsConfig, FsCounters, PmxcfsFs};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use tracing::{error, info, warn};
 
 use crate::cli::Cli;
+use crate::cluster::services::{ClusterOptions, ClusterServices};
 use crate::daemonize::{self, ReadySignal};
 use crate::instance_lock;
-use crate::logging::{self, LogControl};
+use crate::logging;
 use crate::paths::Paths;
 use crate::sd_notify;
 use crate::stats;
@@ -114,24 +115,38 @@ pub fn run(cli: Cli) -> i32 {
         }
     };
     let has_corosync_conf = db.tree().lookup("corosync.conf").is_some();
-    if has_corosync_conf && !cli.local {
-        error!(target: "main", "corosync.conf exists but cluster mode is not available in this build - start with -l to force local mode");
-        return EXIT_FAIL;
-    }
-    if has_corosync_conf {
+    let cluster_mode = has_corosync_conf && !cli.local;
+    if has_corosync_conf && cli.local {
         info!(target: "main", "forcing local mode (although corosync.conf exists)");
-    } else {
+    } else if !has_corosync_conf {
         info!(target: "main", "using local mode (corosync.conf does not exist)");
     }
-
     let stop = Arc::new(AtomicBool::new(false));
     let maintenance = db.spawn_maintenance(stop.clone());
-    let sink: Arc<dyn ChangeSink> = Arc::new(LocalSink { db: db.clone() });
     let start_time = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let status = Arc::new(Status::new(&nodename, &paths.rrd_dir, Some(paths.rrdcached_socket.clone()), start_time));
+    let mut cluster = None;
+    let sink: Arc<dyn ChangeSink> = if cluster_mode {
+        status.quorate.store(false, Ordering::SeqCst);
+        let opts = ClusterOptions { host_corosync_conf: paths.corosync_conf.clone(), verify_interval: cli.verify_interval };
+        match ClusterServices::start(db.clone(), status.clone(), opts) {
+            Ok(c) => {
+                info!(target: "main", "cluster mode: joining corosync process groups");
+                let sink = c.sink.clone();
+                cluster = Some(c);
+                sink
+            }
+            Err(e) => {
+                error!(target: "main", "unable to start cluster services: {e}");
+                return EXIT_FAIL;
+            }
+        }
+    } else {
+        Arc::new(LocalSink { db: db.clone() })
+    };
     let files = Arc::new(StatusFiles { status: status.clone(), db: db.clone(), log: log.clone() });
 
     clear_stale_mount(&paths.mountpoint);
@@ -139,7 +154,8 @@ pub fn run(cli: Cli) -> i32 {
         error!(target: "main", "unable to create mount point '{}': {e}", paths.mountpoint.display());
         return EXIT_FAIL;
     }
-    let fs = PmxcfsFs::new(FsConfig { nodename, gid, db: db.clone(), sink, virtual_files: files });
+    let counters = Arc::new(FsCounters::default());
+    let fs = PmxcfsFs::new(FsConfig { nodename, gid, db: db.clone(), sink, virtual_files: files, counters: counters.clone() });
     let mut session = match pmxcfs_fuse::Session::new(fs, &paths.mountpoint, &mount_options()) {
         Ok(s) => s,
         Err(e) => {
@@ -147,7 +163,7 @@ pub fn run(cli: Cli) -> i32 {
             return EXIT_FAIL;
         }
     };
-    spawn_signal_thread(session.unmount_callable(), paths.clone(), db.clone(), log.clone(), gid);
+    spawn_signal_thread(session.unmount_callable(), paths.clone(), db.clone(), counters, gid);
 
     let _ = std::fs::remove_file(&paths.restart_flag);
     if cli.foreground {
@@ -168,6 +184,9 @@ pub fn run(cli: Cli) -> i32 {
     write_restart_flag(&paths, gid);
     info!(target: "main", "teardown filesystem");
     drop(session);
+    if let Some(c) = &cluster {
+        c.shutdown();
+    }
     stop.store(true, Ordering::SeqCst);
     let _ = maintenance.join();
     let commit = db.close();
@@ -189,7 +208,7 @@ pub fn run(cli: Cli) -> i32 {
 
 /// SIGTERM/SIGINT/SIGHUP: unmount (the FUSE loop then returns); if the mount stays busy,
 /// detach it lazily and, after 5 s, commit and exit anyway. SIGUSR1: write the stats file.
-fn spawn_signal_thread(mut unmounter: pmxcfs_fuse::SessionUnmounter, paths: Paths, db: Arc<Database>, _log: Arc<LogControl>, gid: u32) {
+fn spawn_signal_thread(mut unmounter: pmxcfs_fuse::SessionUnmounter, paths: Paths, db: Arc<Database>, counters: Arc<FsCounters>, gid: u32) {
     let mut signals = match signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1]) {
         Ok(s) => s,
         Err(e) => {
@@ -202,7 +221,7 @@ fn spawn_signal_thread(mut unmounter: pmxcfs_fuse::SessionUnmounter, paths: Path
         .spawn(move || {
             for sig in signals.forever() {
                 if sig == SIGUSR1 {
-                    stats::write(&paths.stats_file, &db.stats());
+                    stats::write(&paths.stats_file, &db.stats(), &counters);
                     continue;
                 }
                 info!(target: "main", "received signal {sig} - unmounting");

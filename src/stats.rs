@@ -3,11 +3,16 @@
 
 use std::path::Path;
 
+use std::sync::atomic::Ordering;
+
 use pmxcfs_backend::DbStats;
+use pmxcfs_fuse::FsCounters;
 
 /// JSON text of the counters.
-pub fn to_json(s: &DbStats) -> String {
+pub fn to_json(s: &DbStats, fs: &FsCounters) -> String {
     serde_json::json!({
+        "fuse_write_requests": fs.write_requests.load(Ordering::Relaxed),
+        "fuse_max_write_bytes": fs.max_write_bytes.load(Ordering::Relaxed),
         "pid": std::process::id(),
         "version": s.version,
         "commits": s.commits,
@@ -20,9 +25,9 @@ pub fn to_json(s: &DbStats) -> String {
 }
 
 /// Writes the stats atomically (temp file + rename).
-pub fn write(path: &Path, s: &DbStats) {
+pub fn write(path: &Path, s: &DbStats, fs: &FsCounters) {
     let tmp = path.with_extension("stats.tmp");
-    if std::fs::write(&tmp, to_json(s)).is_ok() {
+    if std::fs::write(&tmp, to_json(s, fs)).is_ok() {
         let _ = std::fs::rename(&tmp, path);
     }
 }

@@ -55,4 +55,24 @@ impl FsError {
     }
 }
 
+impl FsError {
+    /// The refusal a (positive) errno stands for, e.g. a replicated operation's result.
+    pub fn from_errno(errno: i32) -> FsError {
+        match errno {
+            libc::ENOENT => FsError::NotFound,
+            libc::ENOTDIR => FsError::NotADirectory,
+            libc::EEXIST => FsError::Exists,
+            libc::EACCES => FsError::AccessDenied,
+            libc::EPERM => FsError::NotPermitted,
+            libc::ENOTEMPTY => FsError::NotEmpty,
+            libc::EFBIG => FsError::FileTooBig,
+            libc::ENAMETOOLONG => FsError::NameTooLong,
+            libc::EINVAL => FsError::Invalid,
+            libc::ENOSPC => FsError::NoSpace,
+            libc::EBUSY => FsError::Busy,
+            other => FsError::Io(format!("errno {other}")),
+        }
+    }
+}
+
 pub type FsResult<T> = Result<T, FsError>;

@@ -10,15 +10,18 @@
 //! * [`types`]: member ids, modes, outcomes, actions.
 //! * [`testapp`]: a small in-memory application for tests.
 //! * [`sim`]: a deterministic simulated CPG for tests.
+//! * [`transport`]: the real corosync transport (CPG, quorum, cmap) and
+//!   the [`transport::GroupRunner`] thread that drives a [`Dfsm`].
 //!
-//! This crate does no I/O: the corosync transport lives elsewhere and only
-//! feeds events in and carries actions out.
+//! The core does no I/O: the [`transport`] feeds events in and carries
+//! actions out.
 
 pub mod app;
 pub mod machine;
 pub mod queue;
 pub mod sim;
 pub mod testapp;
+pub mod transport;
 pub mod types;
 pub mod wire;
 

@@ -15,7 +15,7 @@ use pmxcfs_backend::{now_secs, ChangeSink, Database, Durability, FsError, Op};
 use tracing::{debug, warn};
 
 use crate::attrs::{self, Owner};
-use crate::handles::{HandleTable, OpenFile};
+use crate::handles::{tgid_of, HandleTable, OpenFile};
 use crate::inodes::{self, Ino};
 use crate::special::{special_entries, Special, VirtualFiles};
 
@@ -26,6 +26,15 @@ const TTL_NONE: Duration = Duration::from_secs(0);
 /// Largest write the kernel may send in one request (1 MiB = the file size limit).
 const MAX_WRITE: u32 = 1024 * 1024;
 
+/// Request counters (exposed through the daemon's stats file).
+#[derive(Debug, Default)]
+pub struct FsCounters {
+    /// FUSE write requests received.
+    pub write_requests: std::sync::atomic::AtomicU64,
+    /// Largest single write request, in bytes.
+    pub max_write_bytes: std::sync::atomic::AtomicU64,
+}
+
 /// What the filesystem needs from the daemon.
 pub struct FsConfig {
     pub nodename: String,
@@ -34,6 +43,7 @@ pub struct FsConfig {
     pub db: Arc<Database>,
     pub sink: Arc<dyn ChangeSink>,
     pub virtual_files: Arc<dyn VirtualFiles>,
+    pub counters: Arc<FsCounters>,
 }
 
 /// Mount options of the original: default_permissions, allow_other.
@@ -360,7 +370,7 @@ impl Filesystem for PmxcfsFs {
         reply.error(libc::ENOSYS);
     }
 
-    fn open(&mut self, _req: &Request<'_>, ino: u64, flags: i32, reply: ReplyOpen) {
+    fn open(&mut self, req: &Request<'_>, ino: u64, flags: i32, reply: ReplyOpen) {
         let direct = consts::FOPEN_DIRECT_IO;
         match inodes::classify(ino) {
             Ino::Special(i) => match self.specials.get(i) {
@@ -377,7 +387,7 @@ impl Filesystem for PmxcfsFs {
                     None => reply.error(libc::ENOENT),
                     Some(false) => reply.error(libc::EISDIR),
                     Some(true) => {
-                        let mut f = OpenFile { inode: t, ..Default::default() };
+                        let mut f = OpenFile { inode: t, opener_tgid: tgid_of(req.pid()), ..Default::default() };
                         let writing = flags & libc::O_ACCMODE != libc::O_RDONLY;
                         if writing && flags & libc::O_TRUNC != 0 {
                             f.buffer = Some(Vec::new());
@@ -425,6 +435,11 @@ impl Filesystem for PmxcfsFs {
                 Err(e) => reply.error(e),
             };
         }
+        {
+            use std::sync::atomic::Ordering::Relaxed;
+            self.cfg.counters.write_requests.fetch_add(1, Relaxed);
+            self.cfg.counters.max_write_bytes.fetch_max(data.len() as u64, Relaxed);
+        }
         if !self.cfg.sink.quorate() {
             return reply.error(libc::EACCES);
         }
@@ -443,7 +458,12 @@ impl Filesystem for PmxcfsFs {
         }
     }
 
-    fn flush(&mut self, _req: &Request<'_>, _ino: u64, fh: u64, _lock_owner: u64, reply: ReplyEmpty) {
+    fn flush(&mut self, req: &Request<'_>, _ino: u64, fh: u64, _lock_owner: u64, reply: ReplyEmpty) {
+        let inherited = self.handles.get(fh).and_then(|f| f.opener_tgid).is_some_and(|opener| tgid_of(req.pid()).is_some_and(|t| t != opener));
+        if inherited {
+            debug!(target: "fuse", "flush of an inherited descriptor by pid {} - commit deferred to the opener", req.pid());
+            return reply.ok();
+        }
         match self.flush_handle(fh) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
@@ -520,7 +540,7 @@ impl Filesystem for PmxcfsFs {
         reply.ok()
     }
 
-    fn create(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, _mode: u32, _umask: u32, flags: i32, reply: ReplyCreate) {
+    fn create(&mut self, req: &Request<'_>, parent: u64, name: &OsStr, _mode: u32, _umask: u32, flags: i32, reply: ReplyCreate) {
         let path = match self.child_path(parent, name) {
             Ok(p) => p,
             Err(e) => return reply.error(e),
@@ -528,7 +548,7 @@ impl Filesystem for PmxcfsFs {
         match self.cfg.sink.submit(Op::Create { path: path.clone() }, Durability::Deferred) {
             Ok(_) => {
                 let Some(inode) = self.cfg.db.tree().lookup(&path).map(|e| e.inode) else { return reply.error(libc::ENOENT) };
-                let mut f = OpenFile { inode, created: true, ..Default::default() };
+                let mut f = OpenFile { inode, created: true, opener_tgid: tgid_of(req.pid()), ..Default::default() };
                 if flags & libc::O_TRUNC != 0 {
                     f.buffer = None;
                 }

@@ -21,6 +21,16 @@ pub struct OpenFile {
     pub virtual_text: Option<Vec<u8>>,
     /// Name of the virtual file this handle is open on.
     pub virtual_name: Option<&'static str>,
+    /// Process (thread group) that opened the file. A FLUSH from another process is the
+    /// close of an inherited copy of the descriptor (fork + exec): it does not commit; the
+    /// opener's own close or the final release does.
+    pub opener_tgid: Option<u32>,
+}
+
+/// The thread group (process) id of kernel thread id `tid`, from /proc.
+pub fn tgid_of(tid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    status.lines().find_map(|l| l.strip_prefix("Tgid:")).and_then(|v| v.trim().parse().ok())
 }
 
 impl OpenFile {

@@ -12,6 +12,6 @@ pub mod handles;
 pub mod inodes;
 pub mod special;
 
-pub use filesystem::{mount_options, FsConfig, PmxcfsFs};
+pub use filesystem::{mount_options, FsConfig, FsCounters, PmxcfsFs};
 pub use fuser::{Session, SessionUnmounter};
 pub use special::{VirtualFiles, VIRTUAL_FILES};

@@ -94,6 +94,9 @@ impl Application for KvstoreApp {
 
     fn synced(&mut self, ctx: &mut Context<'_>) {
         let ip = self.status.tables.lock().store.kv.node_ip(&self.status.nodename).map(str::to_string).unwrap_or_else(|| self.local_ip.clone());
+        if ip.is_empty() {
+            return;
+        }
         let mut data = ip.into_bytes();
         data.push(0);
         debug!(target: "status", "publishing nodeip");

@@ -57,6 +57,19 @@ impl Daemon {
         Daemon::start_in(root, extra)
     }
 
+    /// Starts on an existing root directory.
+    pub fn start_in_root(root: tempfile::TempDir, extra: &[&str]) -> Daemon {
+        require_root();
+        Daemon::start_in(root, extra)
+    }
+
+    /// Gives up the root directory (the daemon must be stopped).
+    pub fn take_root(mut self) -> tempfile::TempDir {
+        assert!(self.child.is_none(), "stop the daemon first");
+        let placeholder = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.root, placeholder)
+    }
+
     fn start_in(root: tempfile::TempDir, extra: &[&str]) -> Daemon {
         let log = root.path().join("daemon.log");
         let mut node = NODE.to_string();

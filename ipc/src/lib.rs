@@ -1,0 +1,16 @@
+//! pmxcfs IPC server: the libqb service `pve2` that `PVE::IPCC` (pvestatd, pvedaemon,
+//! pveproxy, pvecm, pvesh) talks to. Spec: `pmxcfs-local.md` §7.
+//!
+//! * [`protocol`]: pure request parsing / response framing (never panics on any input);
+//! * [`server`]: [`IpcServer`] on libqb (`-lqb`) with its own qb loop thread, the
+//!   authentication rule and the permission-checking [`dispatch`];
+//! * [`guest_props`]: the guest-config-property JSON used by ids 11 and 13;
+//! * [`ffi`]: hand-written libqb declarations.
+
+pub mod ffi;
+pub mod guest_props;
+pub mod protocol;
+pub mod server;
+
+pub use protocol::{ParseError, Request};
+pub use server::{dispatch, Client, IpcHandler, IpcServer, Outcome, DEFAULT_SERVICE_NAME, SERVICE_ID};

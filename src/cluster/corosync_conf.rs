@@ -1,0 +1,58 @@
+//! Keeps the host's corosync.conf in step with the cluster's copy in the tree
+//! (`dcdb_sync_corosync_conf`): written when the tree's copy differs and its
+//! `config_version` is not lower than the host file's.
+
+use std::path::{Path, PathBuf};
+
+use pmxcfs_backend::Database;
+use tracing::{info, warn};
+
+/// `totem { config_version: N }` of a corosync.conf text (0 if absent).
+pub fn config_version(text: &str) -> u64 {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("config_version:"))
+        .find_map(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Writes `host` from the tree's `corosync.conf` if needed. Returns true if it wrote.
+pub fn sync(db: &Database, host: &Path) -> bool {
+    let Ok(data) = db.tree().read("corosync.conf") else { return false };
+    let new = String::from_utf8_lossy(&data).to_string();
+    let old = std::fs::read_to_string(host).unwrap_or_default();
+    if old == new {
+        return false;
+    }
+    if config_version(&new) < config_version(&old) {
+        warn!(target: "dcdb", "ignore corosync.conf with lower config_version than '{}'", host.display());
+        return false;
+    }
+    if let Some(dir) = host.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let tmp: PathBuf = host.with_extension("conf.tmp");
+    let written = std::fs::write(&tmp, data.as_slice()).and_then(|_| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))?;
+        std::fs::rename(&tmp, host)
+    });
+    match written {
+        Ok(()) => {
+            info!(target: "dcdb", "wrote new corosync config '{}' (version = {})", host.display(), config_version(&new));
+            true
+        }
+        Err(e) => {
+            warn!(target: "dcdb", "unable to write '{}': {e}", host.display());
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn config_version_is_read_from_totem() {
+        assert_eq!(super::config_version("totem {\n  cluster_name: x\n  config_version: 7\n}\n"), 7);
+        assert_eq!(super::config_version("totem {}\n"), 0);
+    }
+}
