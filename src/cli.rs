@@ -33,6 +33,10 @@ pub struct Cli {
     #[arg(long = "commit-delay", value_name = "MS", default_value_t = 0)]
     pub commit_delay_ms: u64,
 
+    /// libqb IPC service name (the original's `pve2`; tests run several daemons side by side).
+    #[arg(long = "ipc-name", value_name = "NAME", default_value = "pve2")]
+    pub ipc_name: String,
+
     /// Seconds between the cluster-wide checksum verifications (the original: 3600).
     #[arg(long = "verify-interval", value_name = "SECS", default_value_t = 3600, hide = true)]
     pub verify_interval: u32,

@@ -5,6 +5,7 @@ pub mod cli;
 pub mod cluster;
 pub mod daemonize;
 pub mod instance_lock;
+pub mod ipc_handler;
 pub mod logging;
 pub mod offline;
 pub mod paths;

@@ -16,6 +16,8 @@ use crate::cli::Cli;
 use crate::cluster::services::{ClusterOptions, ClusterServices};
 use crate::daemonize::{self, ReadySignal};
 use crate::instance_lock;
+use crate::ipc_handler::DaemonIpc;
+use pmxcfs_ipc::IpcServer;
 use crate::logging;
 use crate::paths::Paths;
 use crate::sd_notify;
@@ -148,6 +150,7 @@ pub fn run(cli: Cli) -> i32 {
         Arc::new(LocalSink { db: db.clone() })
     };
     let files = Arc::new(StatusFiles { status: status.clone(), db: db.clone(), log: log.clone() });
+    let files_for_ipc = files.clone();
 
     clear_stale_mount(&paths.mountpoint);
     if let Err(e) = mkdir_mode(&paths.mountpoint, 0o750) {
@@ -164,6 +167,19 @@ pub fn run(cli: Cli) -> i32 {
         }
     };
     spawn_signal_thread(session.unmount_callable(), paths.clone(), db.clone(), counters, gid);
+    let handler = Arc::new(DaemonIpc {
+        files: files_for_ipc,
+        status: status.clone(),
+        db: db.clone(),
+        kvstore: cluster.as_ref().map(|c| c.kvstore.clone()),
+    });
+    let mut ipc = match IpcServer::start(&cli.ipc_name, handler, gid) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            error!(target: "ipcs", "unable to start IPC service '{}': {e} - continuing without it", cli.ipc_name);
+            None
+        }
+    };
 
     let _ = std::fs::remove_file(&paths.restart_flag);
     if cli.foreground {
@@ -183,6 +199,9 @@ pub fn run(cli: Cli) -> i32 {
     sd_notify::notify("STOPPING=1");
     write_restart_flag(&paths, gid);
     info!(target: "main", "teardown filesystem");
+    if let Some(s) = ipc.as_mut() {
+        s.stop();
+    }
     drop(session);
     if let Some(c) = &cluster {
         c.shutdown();

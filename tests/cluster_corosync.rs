@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::qb::{in_netns, QbClient};
 use common::*;
+use pmxcfs_ipc::protocol::build;
 
 struct Cluster {
     env: Vec<(String, String)>,
@@ -152,6 +154,26 @@ fn corosync_cluster_replicates_turns_read_only_without_quorum_and_resyncs() {
     let members: serde_json::Value = serde_json::from_slice(&std::fs::read(c.nodes[2].p(".members")).unwrap()).unwrap();
     assert_eq!(members["cluster"]["name"], "ngtest", "{members}");
     wait_for("node3 sees node2's directory", 15, || c.nodes[2].p("dir-from-node2").is_dir());
+
+    // kvstore: a status value set through IPC on node2 reaches node1; so does a cluster log line
+    let prefix = c.env.iter().find(|(k, _)| k == "CORO_PREFIX").unwrap().1.clone();
+    let ipc_name = "pve2".to_string();
+    let (n2, n1) = (format!("{prefix}2"), format!("{prefix}1"));
+    let name = ipc_name.clone();
+    in_netns(&n2, move || {
+        let q = QbClient::connect(&name);
+        assert_eq!(q.call(&build::set_status(b"kv/golden", b"hello from node2\0")).0, 0);
+        assert_eq!(q.call(&build::log_cluster_msg(6, b"golden-ident", b"golden-tag", b"log line from node2")).0, 0);
+    });
+    wait_for("node1 sees node2's kv/golden and log line", 15, move || {
+        let name = ipc_name.clone();
+        in_netns(&n1, move || {
+            let q = QbClient::connect(&name);
+            let (e, v) = q.call(&build::get_status(b"kv/golden", b"node2"));
+            let (_, log) = q.call(&build::get_cluster_log(50, b""));
+            e == 0 && v == b"hello from node2\0" && String::from_utf8_lossy(&log).contains("log line from node2")
+        })
+    });
 
     // 2. partition node3 away: it loses quorum, turns read-only, writes fail with EACCES
     c.sh_ok(&["partition", "1,2", "3"]);

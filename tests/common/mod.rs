@@ -2,6 +2,8 @@
 //! and always cleans up (kill, unmount, remove) even when a test fails.
 #![allow(dead_code)]
 
+pub mod qb;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -91,7 +93,11 @@ impl Daemon {
     pub fn spawn(&mut self) -> Result<(), String> {
         let logf = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
         let mut cmd = Command::new(BIN);
-        cmd.args(["-f", "-l", "--nodename", &self.node, "--root"]).arg(self.root.path()).args(&self.args);
+        cmd.args(["-f", "-l", "--nodename", &self.node, "--root"]).arg(self.root.path());
+        if !self.args.iter().any(|a| a == "--ipc-name") {
+            cmd.args(["--ipc-name", &self.ipc_name()]);
+        }
+        cmd.args(&self.args);
         cmd.stdin(Stdio::null()).stdout(logf.try_clone().unwrap()).stderr(logf);
         let mut child = cmd.spawn().map_err(|e| e.to_string())?;
         let t0 = Instant::now();
@@ -107,6 +113,12 @@ impl Daemon {
         }
         self.child = Some(child);
         Ok(())
+    }
+
+    /// This daemon's IPC service name (unique per root so tests can run side by side).
+    pub fn ipc_name(&self) -> String {
+        let tag = self.root.path().file_name().unwrap().to_string_lossy().replace('.', "-");
+        format!("pve2-{tag}")
     }
 
     pub fn mnt(&self) -> PathBuf {
