@@ -56,6 +56,7 @@ pub enum Command {
     },
     /// List the files of a database, or print one file's contents.
     Dump {
+        /// Database file (default: the config.db under --root or /var/lib/pve-cluster).
         #[arg(long = "db", value_name = "FILE")]
         db: Option<PathBuf>,
         /// Path inside the tree to print (omit to list everything).

@@ -18,6 +18,9 @@ pub struct LogControl {
     pub debug: AtomicBool,
     pub stderr: AtomicBool,
     pub syslog: AtomicBool,
+    /// stderr is connected to journald: prefix lines with `<N>` so the journal records
+    /// each line's priority (sd-daemon(3) convention).
+    pub journal_prefix: AtomicBool,
 }
 
 impl LogControl {
@@ -94,7 +97,11 @@ impl<S: Subscriber> Layer<S> for OriginalStyle {
             format!("[{tag}] {lname}: {}", v.0)
         };
         if self.ctl.stderr.load(Ordering::Relaxed) {
-            let _ = writeln!(std::io::stderr().lock(), "{line}");
+            if self.ctl.journal_prefix.load(Ordering::Relaxed) {
+                let _ = writeln!(std::io::stderr().lock(), "<{prio}>{line}");
+            } else {
+                let _ = writeln!(std::io::stderr().lock(), "{line}");
+            }
         }
         if self.ctl.syslog.load(Ordering::Relaxed) {
             if let Ok(c) = std::ffi::CString::new(line.replace('\0', "")) {
@@ -110,8 +117,19 @@ pub fn init(debug: bool) -> Arc<LogControl> {
     let ctl = Arc::new(LogControl::default());
     ctl.set_debug(debug);
     ctl.stderr.store(true, Ordering::SeqCst);
+    ctl.journal_prefix.store(stderr_is_journal(), Ordering::SeqCst);
     let _ = tracing_subscriber::registry().with(OriginalStyle { ctl: ctl.clone() }).try_init();
     ctl
+}
+
+/// True when `$JOURNAL_STREAM` (`dev:inode`) names our stderr, i.e. systemd connected it
+/// to the journal.
+fn stderr_is_journal() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(js) = std::env::var("JOURNAL_STREAM") else { return false };
+    let Some((dev, ino)) = js.split_once(':') else { return false };
+    let Ok(meta) = std::fs::metadata("/proc/self/fd/2") else { return false };
+    dev.parse::<u64>().ok() == Some(meta.dev()) && ino.parse::<u64>().ok() == Some(meta.ino())
 }
 
 /// Starts logging to syslog (ident `pmxcfs`, facility daemon).

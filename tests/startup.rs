@@ -96,15 +96,40 @@ fn without_f_it_daemonizes_writes_the_pid_file_and_stops_on_sigterm() {
 }
 
 #[test]
-fn cluster_mode_is_refused_clearly_until_it_exists() {
+fn without_corosync_a_cluster_node_mounts_read_only_and_l_forces_local_mode() {
     let mut d = Daemon::start(&[]);
-    std::fs::write(d.p("corosync.conf"), b"totem { cluster_name: x }\n").unwrap();
+    std::fs::write(d.p("corosync.conf"), b"totem { cluster_name: x\n config_version: 1\n}\n").unwrap();
+    std::fs::write(d.p("datacenter.cfg"), b"keyboard: en-us\n").unwrap();
     assert_eq!(d.stop(), 0);
-    let out = Command::new(BIN).args(["-f", "--nodename", NODE, "--root"]).arg(d.root.path()).output().unwrap();
-    assert_eq!(out.status.code(), Some(255));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("-l"));
+    // cluster mode: no corosync reachable here, so the node is not quorate
+    let mnt = d.mnt();
+    let mut child = Command::new(BIN)
+        .args(["-f", "--nodename", NODE, "--ipc-name", &d.ipc_name(), "--root"])
+        .arg(d.root.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while !is_mounted(&mnt) {
+        assert!(t0.elapsed() < Duration::from_secs(20), "cluster-mode daemon did not mount");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(mnt.join("datacenter.cfg")).map(|m| m.permissions().mode() & 0o777);
+    let write = std::fs::write(mnt.join("datacenter.cfg"), b"x");
+    let read = std::fs::read(mnt.join("datacenter.cfg"));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let _ = wait_timeout(&mut child, Duration::from_secs(20));
+    lazy_umount(&mnt);
+    assert_eq!(mode.unwrap(), 0o440, "not quorate: read-only modes");
+    assert_eq!(errno(&write.unwrap_err()), libc::EACCES, "not quorate: writes refused");
+    assert_eq!(read.unwrap(), b"keyboard: en-us\n", "reads still work");
     d.spawn().expect("-l forces local mode");
     assert!(d.log_text().contains("forcing local mode (although corosync.conf exists)"));
+    std::fs::write(d.p("datacenter.cfg"), b"writable again\n").unwrap();
 }
 
 #[test]

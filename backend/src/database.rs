@@ -39,9 +39,17 @@ pub enum Op {
 /// When the change must reach the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
+    /// Before `apply` returns (or within the commit delay).
     Commit,
+    /// Within [`GROUP_COMMIT_WINDOW`]: changes replicated from other nodes, whose
+    /// originator already holds them, share transactions.
+    Soon,
+    /// With the next commit (a new file's create, folded into its first close).
     Deferred,
 }
+
+/// How long a [`Durability::Soon`] change may wait for its transaction.
+pub const GROUP_COMMIT_WINDOW: Duration = Duration::from_secs(1);
 
 /// Settings of the commit policy.
 #[derive(Debug, Clone, Copy, Default)]
@@ -147,17 +155,22 @@ impl Database {
         };
         debug!(target: "database", "apply {} -> {:?}", op_name(op), result);
         let value = result?;
-        if durability == Durability::Commit {
-            if self.options.commit_delay.is_zero() {
-                self.commit()?;
-            } else {
-                let mut due = self.commit_due.lock();
-                if due.is_none() {
-                    *due = Some(Instant::now() + self.options.commit_delay);
-                }
-            }
+        match durability {
+            Durability::Commit if self.options.commit_delay.is_zero() => self.commit()?,
+            Durability::Commit => self.commit_within(self.options.commit_delay),
+            Durability::Soon => self.commit_within(GROUP_COMMIT_WINDOW),
+            Durability::Deferred => {}
         }
         Ok(value)
+    }
+
+    /// Schedules a commit at most `delay` from now (keeps an earlier schedule).
+    fn commit_within(&self, delay: Duration) {
+        let mut due = self.commit_due.lock();
+        let at = Instant::now() + delay;
+        if due.is_none_or(|d| at < d) {
+            *due = Some(at);
+        }
     }
 
     /// Commits every pending change in one transaction (no-op when nothing is pending).

@@ -14,7 +14,7 @@ pub mod store;
 pub mod tree;
 pub mod vmlist;
 
-pub use database::{ChangeSink, Database, DatabaseOptions, DbStats, Durability, LocalSink, Op};
+pub use database::{ChangeSink, Database, DatabaseOptions, DbStats, Durability, LocalSink, Op, GROUP_COMMIT_WINDOW};
 pub use entry::{Content, Entry, DT_DIR, DT_REG};
 pub use error::{FsError, FsResult};
 pub use store::{Store, StoreError};

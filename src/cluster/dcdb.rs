@@ -99,9 +99,15 @@ impl DcdbApp {
         DcdbApp { db, quorate, corosync_conf_hook, leader_index: None, updates: Vec::new() }
     }
 
-    fn apply_fuse(&mut self, subtype: DcdbSubtype, f: &FuseOp<'_>, msg: &NormalMessage<'_>) -> Delivered {
+    fn apply_fuse(&mut self, local: MemberId, subtype: DcdbSubtype, f: &FuseOp<'_>, msg: &NormalMessage<'_>) -> Delivered {
         let Some(path) = f.path.and_then(utf8) else { return leave("fuse message without a valid path") };
-        let durability = if subtype == DcdbSubtype::Create { Durability::Deferred } else { Durability::Commit };
+        // our own change is on disk before the writer's syscall returns; changes from other
+        // nodes (which their originator already holds) are group-committed within 1 s
+        let durability = match subtype {
+            DcdbSubtype::Create => Durability::Deferred,
+            _ if msg.sender == local => Durability::Commit,
+            _ => Durability::Soon,
+        };
         let op = match subtype {
             DcdbSubtype::Write => Op::Write { path: path.clone(), offset: f.offset as u64, data: f.data.to_vec(), truncate: f.flags & 1 != 0 },
             DcdbSubtype::Mkdir => Op::Mkdir { path: path.clone() },
@@ -172,7 +178,7 @@ impl Application for DcdbApp {
             return leave(format!("unknown message type {}", msg.subtype));
         };
         match DcdbMessage::decode(msg.subtype, msg.payload) {
-            Ok(DcdbMessage::Fuse(_, f)) => self.apply_fuse(subtype, &f, msg),
+            Ok(DcdbMessage::Fuse(_, f)) => self.apply_fuse(ctx.local(), subtype, &f, msg),
             Ok(DcdbMessage::Unlock(_, u)) => self.apply_unlock(ctx, subtype == DcdbSubtype::UnlockRequest, &u, msg),
             Err(e) => leave(format!("unable to parse message: {e}")),
         }
