@@ -39,7 +39,7 @@ const NODES: [&str; 3] = ["pve1", "pve2", "pve3"];
 /// Marker string only pmxcfs-ng binaries contain: such daemons write a stats file on SIGUSR1.
 const STATS_MARKER: &[u8] = b"pmxcfs-ng.stats";
 const STATS_FILE: &str = "pmxcfs-ng.stats";
-const DEFAULT_GOLDEN: &str = "/work/shared/golden/c-config.db";
+const DEFAULT_GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/golden/c-config.db");
 const MIB: u64 = 1024 * 1024;
 
 // ---------------------------------------------------------------------------------------------
@@ -1614,7 +1614,7 @@ usage: cargo bench --bench write_amplification -- [OPTIONS]
   --dir DIR           where instance directories (databases) go; must be a real disk
                       filesystem, not tmpfs (default /tmp)
   --db FILE           database copied into every instance before start
-                      (default /work/shared/golden/c-config.db; 'none' = empty database)
+                      (default ../shared/golden/c-config.db beside the checkout; 'none' = empty database)
   --quick             smoke test: 1 repetition, small counts, 6 s idle
   --list              list the workloads and exit
 ";
