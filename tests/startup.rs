@@ -46,15 +46,7 @@ fn database_with_duplicate_names_refuses_to_start_naming_the_row() {
 }
 
 fn pmxcfs_schema() -> &'static str {
-    "CREATE TABLE IF NOT EXISTS tree (
-  inode INTEGER PRIMARY KEY NOT NULL,
-  parent INTEGER NOT NULL CHECK(typeof(parent)=='integer'),
-  version INTEGER NOT NULL CHECK(typeof(version)=='integer'),
-  writer INTEGER NOT NULL CHECK(typeof(writer)=='integer'),
-  mtime INTEGER NOT NULL CHECK(typeof(mtime)=='integer'),
-  type INTEGER NOT NULL CHECK(typeof(type)=='integer'),
-  name TEXT NOT NULL,
-  data BLOB);"
+    pmxcfs_backend::store::SCHEMA
 }
 
 #[test]

@@ -38,16 +38,7 @@ pub fn entry_digest(e: &Entry) -> [u8; 32] {
 pub fn entry_csum(e: &Entry) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(e.inode.to_le_bytes());
-    h.update(e.version.to_le_bytes());
-    h.update(e.writer.to_le_bytes());
-    h.update(e.mtime.to_le_bytes());
-    h.update(e.size().to_le_bytes());
-    h.update([e.kind()]);
-    h.update(e.parent.to_le_bytes());
-    h.update(e.name.as_bytes());
-    if !e.data().is_empty() {
-        h.update(e.data());
-    }
+    hash_fields(&mut h, e);
     h.finalize().into()
 }
 
