@@ -2,6 +2,7 @@
 //! and always cleans up (kill, unmount, remove) even when a test fails.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod qb;
 
 use std::path::{Path, PathBuf};
