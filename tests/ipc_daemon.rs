@@ -57,6 +57,9 @@ fn libqb_client_gets_the_virtual_file_texts_and_can_set_status_and_log() {
     assert_eq!(String::from_utf8(body).unwrap(), "{\n\"100\":{\"name\": \"vm100\"}\n}\n");
     let (err, _) = c.call(&build::get_guest_config_property(101, b"name"));
     assert_eq!(err, -libc::ENOENT);
+    let (err, body) = c.call(&build::get_guest_config_properties(0, &[b"memory", b"name"]));
+    assert_eq!(err, 0);
+    assert_eq!(String::from_utf8(body).unwrap(), "{\n\"100\":{\"memory\": \"512\",\"name\": \"vm100\"}\n}\n", "vmid 0 = every guest, snapshot sections ignored");
 
     let mut token = b"root@pam!tok 1234".to_vec();
     token.push(0);
