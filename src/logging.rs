@@ -76,8 +76,13 @@ impl<S: Subscriber> Layer<S> for OriginalStyle {
         let meta = event.metadata();
         let target = meta.target();
         // Library noise (fuser, rusqlite) only with debug on, and never below warn otherwise.
-        // Records bridged from the `log` crate (fuser) arrive with target "log".
-        let ours = !target.contains("::") && target != "log";
+        // Our crates' module paths map to the original's tags; records bridged from the
+        // `log` crate (fuser) arrive with target "log".
+        let crate_tag = [("pmxcfs_dfsm", "dfsm"), ("pmxcfs_status", "status"), ("pmxcfs_ipc", "ipcs"), ("pmxcfs_backend", "database"), ("pmxcfs_fuse", "fuse"), ("pmxcfs_ng", "main")]
+            .iter()
+            .find(|(prefix, _)| target.starts_with(prefix))
+            .map(|(_, tag)| *tag);
+        let ours = crate_tag.is_some() || (!target.contains("::") && target != "log");
         if *meta.level() > Level::INFO && !self.ctl.debug() {
             return;
         }
@@ -89,7 +94,12 @@ impl<S: Subscriber> Layer<S> for OriginalStyle {
         }
         let mut v = MessageVisitor::default();
         event.record(&mut v);
-        let tag = if target == "log" { "fuse" } else if ours { target } else { target.split("::").next().unwrap_or(target) };
+        let tag = match crate_tag {
+            Some(t) => t,
+            None if target == "log" => "fuse",
+            None if ours => target,
+            None => target.split("::").next().unwrap_or(target),
+        };
         let (lname, prio) = level_name(meta.level());
         let line = if self.ctl.debug() {
             format!("[{tag}] {lname}: {} ({}:{})", v.0, meta.file().unwrap_or("?"), meta.line().unwrap_or(0))
