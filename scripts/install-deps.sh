@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages pmxcfs-ng needs to build and test (idempotent).
 set -euo pipefail
-PKGS=(build-essential pkg-config sqlite3 fuse3 rrdtool iproute2 util-linux
+PKGS=(build-essential pkg-config sqlite3 fuse3 rrdtool rrdcached iproute2 util-linux
       corosync libcpg-dev libcfg-dev libquorum-dev libcmap-dev libvotequorum-dev libqb-dev)
 missing=()
 for p in "${PKGS[@]}"; do

@@ -102,7 +102,12 @@ impl Daemon {
         cmd.stdin(Stdio::null()).stdout(logf.try_clone().unwrap()).stderr(logf);
         let mut child = cmd.spawn().map_err(|e| e.to_string())?;
         let t0 = Instant::now();
-        while !is_mounted(&self.mnt()) {
+        // ready = mounted AND the pid file names this child (written after IPC started)
+        let pid_file = self.root.path().join("run/pve-cluster.pid");
+        let ready = |pid: u32| {
+            is_mounted(&self.mnt()) && std::fs::read_to_string(&pid_file).map(|s| s.trim() == pid.to_string()).unwrap_or(false)
+        };
+        while !ready(child.id()) {
             if let Ok(Some(st)) = child.try_wait() {
                 return Err(format!("daemon exited with {st}"));
             }
