@@ -62,4 +62,13 @@ pub enum Command {
         /// Path inside the tree to print (omit to list everything).
         path: Option<String>,
     },
+    /// Write a new database holding every valid entry of a broken one; list what was dropped.
+    Repair {
+        /// Database file to repair (read only; default: the config.db under --root or /var/lib/pve-cluster).
+        #[arg(long = "db", value_name = "FILE")]
+        db: Option<PathBuf>,
+        /// New database file to write (must not exist).
+        #[arg(long = "out", value_name = "NEW")]
+        out: PathBuf,
+    },
 }

@@ -13,6 +13,7 @@ fn main() {
     let code = match &cli.command {
         Some(cli::Command::Check { db }) => offline::check(&db.clone().unwrap_or_else(default_db)),
         Some(cli::Command::Dump { db, path }) => offline::dump(&db.clone().unwrap_or_else(default_db), path.as_deref()),
+        Some(cli::Command::Repair { db, out }) => offline::repair(&db.clone().unwrap_or_else(default_db), out),
         None => run::run(cli),
     };
     std::process::exit(code);

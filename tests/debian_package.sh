@@ -231,11 +231,11 @@ BIN=$U/usr/bin/pmxcfs-ng
 MAN=$SRC/docs/man/pmxcfs-ng.8
 problems=()
 mansrc=$(sed 's/\\-/-/g' "$MAN")
-flags=$( { "$BIN" --help; "$BIN" check --help; "$BIN" dump --help; } | grep -oE '(^|[ ,])--?[a-zA-Z][a-z-]*' | tr -d ' ,' | sort -u)
+flags=$( { "$BIN" --help; "$BIN" check --help; "$BIN" dump --help; "$BIN" repair --help; } | grep -oE '(^|[ ,])--?[a-zA-Z][a-z-]*' | tr -d ' ,' | sort -u)
 for f in $flags; do
     grep -qE -- "(^|[^a-zA-Z-])${f}([^a-zA-Z-]|\$)" <<<"$mansrc" || problems+=("flag $f not in pmxcfs-ng(8)")
 done
-for c in check dump; do
+for c in check dump repair; do
     grep -q "^\.BR $c\|^\.B $c" "$MAN" || problems+=("command $c not in pmxcfs-ng(8)")
 done
 for w in .debug /var/lib/pve-cluster/config.db /run/pve-cluster.pid /etc/pve "LOCAL MODE" "CRASH SAFETY" "pmxcfs-ng-switch disable"; do

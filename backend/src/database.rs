@@ -265,6 +265,15 @@ impl Database {
             .expect("spawn maintenance thread")
     }
 
+    /// Makes every committed change durable now (fsync): fdatasync of the WAL.
+    pub fn sync_wal(&self) -> FsResult<()> {
+        let store = self.store.lock();
+        self.unsynced.store(false, Ordering::SeqCst);
+        store.sync_wal().map_err(|e| FsError::Io(e.to_string()))?;
+        self.wal_syncs.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
     /// Final commit and WAL sync (clean shutdown).
     pub fn close(&self) -> FsResult<()> {
         let r = self.commit();

@@ -287,3 +287,61 @@ impl Store {
             .map_err(sql_err(&self.path))
     }
 }
+
+/// One column value exactly as stored (offline check/repair look at rows the loader refuses).
+#[derive(Debug, Clone, PartialEq)]
+pub enum RawValue {
+    Null,
+    Integer(i64),
+    Real(f64),
+    Text(Vec<u8>),
+    Blob(Vec<u8>),
+}
+
+/// One `tree` row without any check or masking (`inode` is the rowid, always an integer).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawRow {
+    pub inode: i64,
+    pub parent: RawValue,
+    pub version: RawValue,
+    pub writer: RawValue,
+    pub mtime: RawValue,
+    pub kind: RawValue,
+    pub name: RawValue,
+    pub data: RawValue,
+}
+
+impl Store {
+    /// Every row of `tree` as stored, in inode order (offline `check` and `repair`).
+    pub fn raw_rows(&self) -> Result<Vec<RawRow>, StoreError> {
+        fn raw(v: ValueRef<'_>) -> RawValue {
+            match v {
+                ValueRef::Null => RawValue::Null,
+                ValueRef::Integer(i) => RawValue::Integer(i),
+                ValueRef::Real(f) => RawValue::Real(f),
+                ValueRef::Text(t) => RawValue::Text(t.to_vec()),
+                ValueRef::Blob(b) => RawValue::Blob(b.to_vec()),
+            }
+        }
+        let mut stmt = self
+            .conn
+            .prepare("SELECT inode, parent, version, writer, mtime, type, name, data FROM tree ORDER BY inode;")
+            .map_err(sql_err(&self.path))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(RawRow {
+                    inode: r.get(0)?,
+                    parent: raw(r.get_ref(1)?),
+                    version: raw(r.get_ref(2)?),
+                    writer: raw(r.get_ref(3)?),
+                    mtime: raw(r.get_ref(4)?),
+                    kind: raw(r.get_ref(5)?),
+                    name: raw(r.get_ref(6)?),
+                    data: raw(r.get_ref(7)?),
+                })
+            })
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+            .map_err(sql_err(&self.path))?;
+        Ok(rows)
+    }
+}

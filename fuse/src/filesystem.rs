@@ -10,6 +10,7 @@ use fuser::{
     consts, FileAttr, FileType, Filesystem, KernelConfig, MountOption, ReplyAttr, ReplyCreate, ReplyData,
     ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow,
 };
+use parking_lot::Mutex;
 use pmxcfs_backend::path::{is_lock_dir_path, is_private, join};
 use pmxcfs_backend::{now_secs, ChangeSink, Database, Durability, FsError, Op};
 use tracing::{debug, warn};
@@ -58,12 +59,26 @@ pub fn mount_options() -> Vec<MountOption> {
     ]
 }
 
-/// The mounted filesystem.
+/// The mounted filesystem: a thin `fuser::Filesystem` front over [`Core`]. Requests that
+/// may wait for a change to be applied (through corosync in cluster mode) run on their own
+/// thread, so reads and writes of other processes never queue behind them.
 pub struct PmxcfsFs {
+    core: Arc<Core>,
+}
+
+/// Everything the request handlers share.
+struct Core {
     cfg: FsConfig,
     specials: Vec<Special>,
-    handles: HandleTable,
+    handles: Mutex<HandleTable>,
     owner: Owner,
+}
+
+/// Runs a request that may block (it submits a change) off the FUSE thread.
+fn offload(work: impl FnOnce() + Send + 'static) {
+    if std::thread::Builder::new().name("fuse-change".into()).spawn(work).is_err() {
+        warn!(target: "fuse", "unable to spawn a worker thread");
+    }
 }
 
 fn err(e: &FsError) -> i32 {
@@ -85,9 +100,11 @@ impl PmxcfsFs {
     pub fn new(cfg: FsConfig) -> PmxcfsFs {
         let specials = special_entries(&cfg.nodename);
         let owner = Owner { gid: cfg.gid };
-        PmxcfsFs { cfg, specials, handles: HandleTable::default(), owner }
+        PmxcfsFs { core: Arc::new(Core { cfg, specials, handles: Mutex::new(HandleTable::default()), owner }) }
     }
+}
 
+impl Core {
     fn special_index(&self, name: &str) -> Option<usize> {
         self.specials.iter().position(|s| s.name() == name)
     }
@@ -126,7 +143,7 @@ impl PmxcfsFs {
         let t = self.cfg.db.tree();
         let e = t.get(tree_ino).ok_or(libc::ENOENT)?;
         let path = t.path_of(tree_ino).ok_or(libc::ENOENT)?;
-        let pending = self.handles.pending_size(tree_ino);
+        let pending = self.handles.lock().pending_size(tree_ino);
         Ok(attrs::entry_attr(inodes::from_tree(tree_ino), e, &path, self.cfg.sink.quorate(), pending, self.owner))
     }
 
@@ -149,19 +166,23 @@ impl PmxcfsFs {
         self.cfg.db.tree().get(inode).map(|e| e.data().to_vec()).unwrap_or_default()
     }
 
-    /// Turns a handle's buffer into one change (whole content, offset 0, truncate).
-    fn flush_handle(&mut self, fh: u64) -> Result<(), i32> {
-        let Some(f) = self.handles.get_mut(fh) else { return Ok(()) };
-        if let Some(e) = f.failed.take() {
-            f.buffer = None;
-            f.created = false;
+    /// Turns a handle's buffer into one change (whole content, offset 0, truncate). The
+    /// handle table is only locked to take the buffer, never while the change is applied.
+    fn flush_handle(&self, fh: u64) -> Result<(), i32> {
+        let (inode, buffer, created, failed) = {
+            let mut handles = self.handles.lock();
+            let Some(f) = handles.get_mut(fh) else { return Ok(()) };
+            let failed = f.failed.take();
+            if failed.is_some() {
+                f.buffer = None;
+            }
+            (f.inode, f.buffer.take(), std::mem::take(&mut f.created), failed)
+        };
+        if let Some(e) = failed {
             // Still commit a create that the failed writes belonged to.
             let _ = self.cfg.sink.commit();
             return Err(err(&e));
         }
-        let inode = f.inode;
-        let buffer = f.buffer.take();
-        let created = std::mem::take(&mut f.created);
         let Some(data) = buffer else {
             if created {
                 return self.cfg.sink.commit().map_err(|e| err(&e));
@@ -189,20 +210,20 @@ impl Filesystem for PmxcfsFs {
     fn lookup(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEntry) {
         let Ok(name) = name_str(name) else { return reply.error(libc::ENOENT) };
         if parent == fuser::FUSE_ROOT_ID {
-            if let Some(i) = self.special_index(name) {
-                return reply.entry(&TTL_NONE, &self.special_attr(i), 0);
+            if let Some(i) = self.core.special_index(name) {
+                return reply.entry(&TTL_NONE, &self.core.special_attr(i), 0);
             }
         }
         let Ino::Tree(pino) = inodes::classify(parent) else { return reply.error(libc::ENOTDIR) };
-        let child = self.cfg.db.tree().lookup_child(pino, name).map(|e| e.inode);
+        let child = self.core.cfg.db.tree().lookup_child(pino, name).map(|e| e.inode);
         match child {
-            Some(c) => self.entry_reply(c, reply),
+            Some(c) => self.core.entry_reply(c, reply),
             None => reply.error(libc::ENOENT),
         }
     }
 
     fn getattr(&mut self, _req: &Request<'_>, ino: u64, _fh: Option<u64>, reply: ReplyAttr) {
-        match self.attr_of(ino) {
+        match self.core.attr_of(ino) {
             Ok((a, ttl)) => reply.attr(&ttl, &a),
             Err(e) => reply.error(e),
         }
@@ -228,16 +249,16 @@ impl Filesystem for PmxcfsFs {
     ) {
         if let Ino::Special(i) = inodes::classify(ino) {
             // Virtual files: truncate is accepted only on writable ones; nothing else is.
-            let writable = matches!(self.specials.get(i), Some(Special::Virtual(v)) if v.writable);
+            let writable = matches!(self.core.specials.get(i), Some(Special::Virtual(v)) if v.writable);
             if size.is_some() && !writable {
                 return reply.error(libc::EIO);
             }
-            return match self.attr_of(ino) {
+            return match self.core.attr_of(ino) {
                 Ok((a, ttl)) => reply.attr(&ttl, &a),
                 Err(e) => reply.error(e),
             };
         }
-        let (tree_ino, path) = match self.tree_path(ino) {
+        let (tree_ino, path) = match self.core.tree_path(ino) {
             Ok(x) => x,
             Err(e) => return reply.error(e),
         };
@@ -249,22 +270,22 @@ impl Filesystem for PmxcfsFs {
             }
         }
         // chown: only to root:www-data (or unchanged).
-        if uid.is_some_and(|u| u != 0) || gid.is_some_and(|g| g != self.cfg.gid) {
+        if uid.is_some_and(|u| u != 0) || gid.is_some_and(|g| g != self.core.cfg.gid) {
             return reply.error(libc::EPERM);
         }
+        // truncate through an open handle stays in that handle's buffer
+        let handle = fh.filter(|f| self.core.handles.lock().get(*f).is_some_and(|h| h.inode == tree_ino));
+        let mut path_truncate = None;
         if let Some(size) = size {
-            let handle = fh.filter(|f| self.handles.get(*f).is_some_and(|h| h.inode == tree_ino));
             let result = match handle {
                 Some(fh) => {
-                    let committed = self.committed(tree_ino);
-                    self.handles.get_mut(fh).map(|h| h.truncate(size, || committed)).unwrap_or(Ok(()))
+                    let committed = self.core.committed(tree_ino);
+                    self.core.handles.lock().get_mut(fh).map(|h| h.truncate(size, || committed)).unwrap_or(Ok(()))
                 }
+                None if size > pmxcfs_backend::MAX_FILE_SIZE => Err(FsError::FileTooBig),
                 None => {
-                    if size > pmxcfs_backend::MAX_FILE_SIZE {
-                        Err(FsError::FileTooBig)
-                    } else {
-                        self.cfg.sink.submit(Op::Write { path: path.clone(), offset: size, data: Vec::new(), truncate: true }, Durability::Commit).map(|_| ())
-                    }
+                    path_truncate = Some(size);
+                    Ok(())
                 }
             };
             if let Err(e) = result {
@@ -272,38 +293,54 @@ impl Filesystem for PmxcfsFs {
             }
         }
         // utimens: like libfuse 2, only when both times are given.
-        if let (Some(_), Some(m)) = (atime, mtime) {
-            let mtime = secs(m);
-            let entry = self.cfg.db.tree().get(tree_ino).map(|e| e.is_dir());
-            if mtime == 0 && entry == Some(true) && is_lock_dir_path(&path) {
-                let csum = self.cfg.db.tree().lock_csum(&path);
-                if let Some(csum) = csum {
-                    match self.cfg.sink.unlock_request(&path, csum) {
-                        Ok(true) => {
-                            // The lock is gone; report the parent's view as the original does (0).
-                            return match self.attr_of(fuser::FUSE_ROOT_ID) {
-                                Ok((a, _)) => reply.attr(&TTL_NONE, &a),
-                                Err(e) => reply.error(e),
-                            };
-                        }
-                        Ok(false) => {}
-                        Err(e) => return reply.error(err(&e)),
-                    }
+        let new_mtime = match (atime, mtime) {
+            (Some(_), Some(m)) => Some(secs(m)),
+            _ => None,
+        };
+        let core = self.core.clone();
+        let apply = move || {
+            if let Some(size) = path_truncate {
+                if let Err(e) = core.cfg.sink.submit(Op::Write { path: path.clone(), offset: size, data: Vec::new(), truncate: true }, Durability::Commit) {
+                    return reply.error(err(&e));
                 }
             }
-            if let Err(e) = self.cfg.sink.submit(Op::SetMtime { path: path.clone(), mtime }, Durability::Commit) {
-                return reply.error(err(&e));
+            if let Some(mtime) = new_mtime {
+                let is_dir = core.cfg.db.tree().get(tree_ino).map(|e| e.is_dir());
+                if mtime == 0 && is_dir == Some(true) && is_lock_dir_path(&path) {
+                    let csum = core.cfg.db.tree().lock_csum(&path);
+                    if let Some(csum) = csum {
+                        match core.cfg.sink.unlock_request(&path, csum) {
+                            Ok(true) => {
+                                // The lock is gone; the original reports success.
+                                return match core.attr_of(fuser::FUSE_ROOT_ID) {
+                                    Ok((a, _)) => reply.attr(&TTL_NONE, &a),
+                                    Err(e) => reply.error(e),
+                                };
+                            }
+                            Ok(false) => {}
+                            Err(e) => return reply.error(err(&e)),
+                        }
+                    }
+                }
+                if let Err(e) = core.cfg.sink.submit(Op::SetMtime { path: path.clone(), mtime }, Durability::Commit) {
+                    return reply.error(err(&e));
+                }
             }
-        }
-        match self.tree_attr(tree_ino) {
-            Ok(a) => reply.attr(&TTL, &a),
-            Err(e) => reply.error(e),
+            match core.tree_attr(tree_ino) {
+                Ok(a) => reply.attr(&TTL, &a),
+                Err(e) => reply.error(e),
+            }
+        };
+        if path_truncate.is_some() || new_mtime.is_some() {
+            offload(apply);
+        } else {
+            apply();
         }
     }
 
     fn readlink(&mut self, _req: &Request<'_>, ino: u64, reply: ReplyData) {
         match inodes::classify(ino) {
-            Ino::Special(i) => match self.specials.get(i) {
+            Ino::Special(i) => match self.core.specials.get(i) {
                 Some(Special::Symlink { target, .. }) => reply.data(target.as_bytes()),
                 _ => reply.error(libc::EINVAL),
             },
@@ -317,25 +354,33 @@ impl Filesystem for PmxcfsFs {
     }
 
     fn mkdir(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, _mode: u32, _umask: u32, reply: ReplyEntry) {
-        let path = match self.child_path(parent, name) {
+        let path = match self.core.child_path(parent, name) {
             Ok(p) => p,
             Err(e) => return reply.error(e),
         };
-        match self.cfg.sink.submit(Op::Mkdir { path: path.clone() }, Durability::Commit) {
-            Ok(_) => match self.cfg.db.tree().lookup(&path).map(|e| e.inode) {
-                Some(i) => self.entry_reply(i, reply),
-                None => reply.error(libc::ENOENT),
-            },
+        let core = self.core.clone();
+        offload(move || match core.cfg.sink.submit(Op::Mkdir { path: path.clone() }, Durability::Commit) {
+            Ok(_) => {
+                // take the inode and drop the tree lock before entry_reply locks again
+                let ino = core.cfg.db.tree().lookup(&path).map(|e| e.inode);
+                match ino {
+                    Some(i) => core.entry_reply(i, reply),
+                    None => reply.error(libc::ENOENT),
+                }
+            }
             Err(e) => reply.error(err(&e)),
-        }
+        });
     }
 
     fn unlink(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEmpty) {
-        match self.child_path(parent, name) {
-            Ok(path) => match self.cfg.sink.submit(Op::Delete { path }, Durability::Commit) {
-                Ok(_) => reply.ok(),
-                Err(e) => reply.error(err(&e)),
-            },
+        match self.core.child_path(parent, name) {
+            Ok(path) => {
+                let core = self.core.clone();
+                offload(move || match core.cfg.sink.submit(Op::Delete { path }, Durability::Commit) {
+                    Ok(_) => reply.ok(),
+                    Err(e) => reply.error(err(&e)),
+                });
+            }
             Err(e) => reply.error(e),
         }
     }
@@ -353,17 +398,18 @@ impl Filesystem for PmxcfsFs {
         if flags & libc::RENAME_EXCHANGE != 0 {
             return reply.error(libc::EINVAL);
         }
-        let (from, to) = match (self.child_path(parent, name), self.child_path(newparent, newname)) {
+        let (from, to) = match (self.core.child_path(parent, name), self.core.child_path(newparent, newname)) {
             (Ok(f), Ok(t)) => (f, t),
             (Err(e), _) | (_, Err(e)) => return reply.error(e),
         };
-        if flags & libc::RENAME_NOREPLACE != 0 && self.cfg.db.tree().lookup(&to).is_some() {
+        if flags & libc::RENAME_NOREPLACE != 0 && self.core.cfg.db.tree().lookup(&to).is_some() {
             return reply.error(libc::EEXIST);
         }
-        match self.cfg.sink.submit(Op::Rename { from, to }, Durability::Commit) {
+        let core = self.core.clone();
+        offload(move || match core.cfg.sink.submit(Op::Rename { from, to }, Durability::Commit) {
             Ok(_) => reply.ok(),
             Err(e) => reply.error(err(&e)),
-        }
+        });
     }
 
     fn link(&mut self, _req: &Request<'_>, _ino: u64, _newparent: u64, _newname: &OsStr, reply: ReplyEntry) {
@@ -373,16 +419,16 @@ impl Filesystem for PmxcfsFs {
     fn open(&mut self, req: &Request<'_>, ino: u64, flags: i32, reply: ReplyOpen) {
         let direct = consts::FOPEN_DIRECT_IO;
         match inodes::classify(ino) {
-            Ino::Special(i) => match self.specials.get(i) {
+            Ino::Special(i) => match self.core.specials.get(i) {
                 Some(Special::Virtual(v)) => {
-                    let text = self.virtual_text(v.name);
-                    let fh = self.handles.insert(OpenFile { virtual_text: Some(text), virtual_name: Some(v.name), ..Default::default() });
+                    let text = self.core.virtual_text(v.name);
+                    let fh = self.core.handles.lock().insert(OpenFile { virtual_text: Some(text), virtual_name: Some(v.name), ..Default::default() });
                     reply.opened(fh, direct)
                 }
                 _ => reply.error(libc::EACCES),
             },
             Ino::Tree(t) => {
-                let is_file = self.cfg.db.tree().get(t).map(|e| !e.is_dir());
+                let is_file = self.core.cfg.db.tree().get(t).map(|e| !e.is_dir());
                 match is_file {
                     None => reply.error(libc::ENOENT),
                     Some(false) => reply.error(libc::EISDIR),
@@ -392,7 +438,7 @@ impl Filesystem for PmxcfsFs {
                         if writing && flags & libc::O_TRUNC != 0 {
                             f.buffer = Some(Vec::new());
                         }
-                        reply.opened(self.handles.insert(f), direct)
+                        reply.opened(self.core.handles.lock().insert(f), direct)
                     }
                 }
             }
@@ -408,7 +454,7 @@ impl Filesystem for PmxcfsFs {
                 data[offset..data.len().min(offset + size as usize)].to_vec()
             }
         };
-        if let Some(f) = self.handles.get(fh) {
+        if let Some(f) = self.core.handles.lock().get(fh) {
             if let Some(text) = &f.virtual_text {
                 return reply.data(&slice(text));
             }
@@ -417,7 +463,7 @@ impl Filesystem for PmxcfsFs {
             }
         }
         let Ino::Tree(t) = inodes::classify(ino) else { return reply.error(libc::EIO) };
-        let data = self.cfg.db.tree().get(t).map(|e| slice(e.data()));
+        let data = self.core.cfg.db.tree().get(t).map(|e| slice(e.data()));
         match data {
             Some(d) => reply.data(&d),
             None => reply.error(libc::ENOENT),
@@ -426,8 +472,8 @@ impl Filesystem for PmxcfsFs {
 
     fn write(&mut self, _req: &Request<'_>, ino: u64, fh: u64, offset: i64, data: &[u8], _wflags: u32, _flags: i32, _lock: Option<u64>, reply: ReplyWrite) {
         if let Ino::Special(i) = inodes::classify(ino) {
-            let result = match self.specials.get(i) {
-                Some(Special::Virtual(v)) if v.writable && offset == 0 => self.cfg.virtual_files.write(v.name, data),
+            let result = match self.core.specials.get(i) {
+                Some(Special::Virtual(v)) if v.writable && offset == 0 => self.core.cfg.virtual_files.write(v.name, data),
                 _ => Err(libc::EIO),
             };
             return match result {
@@ -437,16 +483,16 @@ impl Filesystem for PmxcfsFs {
         }
         {
             use std::sync::atomic::Ordering::Relaxed;
-            self.cfg.counters.write_requests.fetch_add(1, Relaxed);
-            self.cfg.counters.max_write_bytes.fetch_max(data.len() as u64, Relaxed);
+            self.core.cfg.counters.write_requests.fetch_add(1, Relaxed);
+            self.core.cfg.counters.max_write_bytes.fetch_max(data.len() as u64, Relaxed);
         }
-        if !self.cfg.sink.quorate() {
+        if !self.core.cfg.sink.quorate() {
             return reply.error(libc::EACCES);
         }
         let Ok(offset) = u64::try_from(offset) else { return reply.error(libc::EINVAL) };
         let Ino::Tree(t) = inodes::classify(ino) else { return reply.error(libc::EIO) };
-        let committed = self.committed(t);
-        match self.handles.get_mut(fh) {
+        let committed = self.core.committed(t);
+        match self.core.handles.lock().get_mut(fh) {
             Some(f) if f.inode == t => match f.write(offset, data, || committed) {
                 Ok(n) => reply.written(n as u32),
                 Err(e) => {
@@ -459,48 +505,52 @@ impl Filesystem for PmxcfsFs {
     }
 
     fn flush(&mut self, req: &Request<'_>, _ino: u64, fh: u64, _lock_owner: u64, reply: ReplyEmpty) {
-        let inherited = self.handles.get(fh).and_then(|f| f.opener_tgid).is_some_and(|opener| tgid_of(req.pid()).is_some_and(|t| t != opener));
+        let inherited = self.core.handles.lock().get(fh).and_then(|f| f.opener_tgid).is_some_and(|opener| tgid_of(req.pid()).is_some_and(|t| t != opener));
         if inherited {
             debug!(target: "fuse", "flush of an inherited descriptor by pid {} - commit deferred to the opener", req.pid());
             return reply.ok();
         }
-        match self.flush_handle(fh) {
+        let core = self.core.clone();
+        offload(move || match core.flush_handle(fh) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
-        }
+        });
     }
 
     fn release(&mut self, _req: &Request<'_>, _ino: u64, fh: u64, _flags: i32, _lock: Option<u64>, _flush: bool, reply: ReplyEmpty) {
-        let r = self.flush_handle(fh);
-        self.handles.remove(fh);
-        match r {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        let core = self.core.clone();
+        offload(move || {
+            let r = core.flush_handle(fh);
+            core.handles.lock().remove(fh);
+            match r {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(e),
+            }
+        });
     }
 
     fn fsync(&mut self, _req: &Request<'_>, _ino: u64, fh: u64, _datasync: bool, reply: ReplyEmpty) {
-        let r = self.flush_handle(fh).and_then(|_| self.cfg.sink.commit().map_err(|e| err(&e)));
-        match r {
+        let core = self.core.clone();
+        offload(move || match core.flush_handle(fh).and_then(|_| core.cfg.sink.commit().map_err(|e| err(&e))).and_then(|_| core.cfg.db.sync_wal().map_err(|e| err(&e))) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
-        }
+        });
     }
 
     fn readdir(&mut self, _req: &Request<'_>, ino: u64, _fh: u64, offset: i64, mut reply: ReplyDirectory) {
         let Ino::Tree(t) = inodes::classify(ino) else { return reply.error(libc::ENOTDIR) };
         let mut list: Vec<(u64, FileType, String)> = vec![(ino, FileType::Directory, ".".into()), (ino, FileType::Directory, "..".into())];
         if t == 0 {
-            for (i, s) in self.specials.iter().enumerate() {
+            for (i, s) in self.core.specials.iter().enumerate() {
                 let kind = if matches!(s, Special::Symlink { .. }) { FileType::Symlink } else { FileType::RegularFile };
                 list.push((inodes::from_special(i), kind, s.name().to_string()));
             }
         }
         {
-            let tree = self.cfg.db.tree();
+            let tree = self.core.cfg.db.tree();
             let Some(dir) = tree.get(t) else { return reply.error(libc::ENOENT) };
             for (name, child) in dir.children().into_iter().flatten() {
-                if t == 0 && self.special_index(name).is_some() {
+                if t == 0 && self.core.special_index(name).is_some() {
                     continue;
                 }
                 let kind = if tree.get(*child).is_some_and(|e| e.is_dir()) { FileType::Directory } else { FileType::RegularFile };
@@ -516,7 +566,7 @@ impl Filesystem for PmxcfsFs {
     }
 
     fn statfs(&mut self, _req: &Request<'_>, _ino: u64, reply: ReplyStatfs) {
-        let s = self.cfg.db.tree().statfs();
+        let s = self.core.cfg.db.tree().statfs();
         reply.statfs(s.blocks, s.bfree, s.bfree, s.files, s.ffree, s.bsize, s.namelen, 0);
     }
 
@@ -541,24 +591,23 @@ impl Filesystem for PmxcfsFs {
     }
 
     fn create(&mut self, req: &Request<'_>, parent: u64, name: &OsStr, _mode: u32, _umask: u32, flags: i32, reply: ReplyCreate) {
-        let path = match self.child_path(parent, name) {
+        let path = match self.core.child_path(parent, name) {
             Ok(p) => p,
             Err(e) => return reply.error(e),
         };
-        match self.cfg.sink.submit(Op::Create { path: path.clone() }, Durability::Deferred) {
+        let _ = flags;
+        let opener_tgid = tgid_of(req.pid());
+        let core = self.core.clone();
+        offload(move || match core.cfg.sink.submit(Op::Create { path: path.clone() }, Durability::Deferred) {
             Ok(_) => {
-                let Some(inode) = self.cfg.db.tree().lookup(&path).map(|e| e.inode) else { return reply.error(libc::ENOENT) };
-                let mut f = OpenFile { inode, created: true, opener_tgid: tgid_of(req.pid()), ..Default::default() };
-                if flags & libc::O_TRUNC != 0 {
-                    f.buffer = None;
-                }
-                let fh = self.handles.insert(f);
-                match self.tree_attr(inode) {
+                let Some(inode) = core.cfg.db.tree().lookup(&path).map(|e| e.inode) else { return reply.error(libc::ENOENT) };
+                let fh = core.handles.lock().insert(OpenFile { inode, created: true, opener_tgid, ..Default::default() });
+                match core.tree_attr(inode) {
                     Ok(a) => reply.created(&TTL, &a, 0, fh, consts::FOPEN_DIRECT_IO),
                     Err(e) => reply.error(e),
                 }
             }
             Err(e) => reply.error(err(&e)),
-        }
+        });
     }
 }

@@ -127,20 +127,14 @@ pub fn needs_write_access(id: i32) -> bool {
 /// `cfs-utils.c:path_is_private`: `priv`, `priv/…`, `nodes/<x>/priv`, `nodes/<x>/priv/…`
 /// after stripping leading slashes.
 pub fn path_is_private(path: &[u8]) -> bool {
-    let mut p = path;
-    while let [b'/', rest @ ..] = p {
-        p = rest;
+    // The tree skips empty components (`nodes/x//priv` is `nodes/x/priv`), so the check must
+    // look at the same components: `priv/…` and `nodes/<node>/priv/…` are private.
+    let comps: Vec<&[u8]> = path.split(|&c| c == b'/').filter(|c| !c.is_empty()).collect();
+    match comps.as_slice() {
+        [first, ..] if *first == b"priv" => true,
+        [first, _, third, ..] => *first == b"nodes" && *third == b"priv",
+        _ => false,
     }
-    let is_priv = |s: &[u8]| s.starts_with(b"priv") && matches!(s.get(4), None | Some(b'/'));
-    if is_priv(p) {
-        return true;
-    }
-    if let Some(rest) = p.strip_prefix(b"nodes/") {
-        if let Some(slash) = rest.iter().position(|&c| c == b'/') {
-            return is_priv(&rest[slash + 1..]);
-        }
-    }
-    false
 }
 
 /// Parse and validate one request, in the original's order of checks (spec §7.3).

@@ -103,8 +103,10 @@ impl DcdbApp {
         let Some(path) = f.path.and_then(utf8) else { return leave("fuse message without a valid path") };
         // our own change is on disk before the writer's syscall returns; changes from other
         // nodes (which their originator already holds) are group-committed within 1 s
+        // (a node's own create is folded into the writer's close; other nodes' creates are
+        // group-committed like every other replicated change)
         let durability = match subtype {
-            DcdbSubtype::Create => Durability::Deferred,
+            DcdbSubtype::Create if msg.sender == local => Durability::Deferred,
             _ if msg.sender == local => Durability::Commit,
             _ => Durability::Soon,
         };

@@ -6,5 +6,7 @@ pub mod dcdb;
 pub mod kvstore;
 pub mod services;
 #[cfg(test)]
+mod sim_random_tests;
+#[cfg(test)]
 mod sim_tests;
 pub mod sink;
