@@ -127,8 +127,31 @@ pub fn needs_write_access(id: i32) -> bool {
 /// `cfs-utils.c:path_is_private`: `priv`, `priv/…`, `nodes/<x>/priv`, `nodes/<x>/priv/…`
 /// after stripping leading slashes.
 pub fn path_is_private(path: &[u8]) -> bool {
-    // The tree skips empty components (`nodes/x//priv` is `nodes/x/priv`), so the check must
-    // look at the same components: `priv/…` and `nodes/<node>/priv/…` are private.
+    raw_path_is_private(path) || components_are_private(path)
+}
+
+/// The original's check on the raw path: `priv`, `priv/…`, `nodes/<x>/priv`, `nodes/<x>/priv/…`
+/// after leading slashes (so `nodes//priv` counts too).
+fn raw_path_is_private(path: &[u8]) -> bool {
+    let mut p = path;
+    while let [b'/', rest @ ..] = p {
+        p = rest;
+    }
+    let is_priv = |s: &[u8]| s.starts_with(b"priv") && matches!(s.get(4), None | Some(b'/'));
+    if is_priv(p) {
+        return true;
+    }
+    if let Some(rest) = p.strip_prefix(b"nodes/") {
+        if let Some(slash) = rest.iter().position(|&c| c == b'/') {
+            return is_priv(&rest[slash + 1..]);
+        }
+    }
+    false
+}
+
+/// The same rule on the components the tree looks up (it skips empty ones, so
+/// `nodes/x//priv/…` reads `nodes/x/priv/…` and must count as private).
+fn components_are_private(path: &[u8]) -> bool {
     let comps: Vec<&[u8]> = path.split(|&c| c == b'/').filter(|c| !c.is_empty()).collect();
     match comps.as_slice() {
         [first, ..] if *first == b"priv" => true,
@@ -570,7 +593,7 @@ mod tests {
 
     #[test]
     fn private_paths() {
-        for path in ["priv", "/priv", "//priv/", "priv/token.cfg", "nodes/n1/priv", "/nodes/n1/priv/x", "nodes//priv"] {
+        for path in ["priv", "/priv", "//priv/", "priv/token.cfg", "nodes/n1/priv", "/nodes/n1/priv/x", "nodes//priv", "nodes/n1//priv/x", "nodes//n1/priv"] {
             assert!(path_is_private(path.as_bytes()), "{path}");
         }
         for path in ["private", "privx/a", "nodes/priv", "nodes/n1/private", "nodes/n1/x/priv", "", "a/priv", "nodes/n1"] {
