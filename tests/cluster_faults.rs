@@ -25,17 +25,6 @@ struct Ledger {
     refusals: usize,
 }
 
-fn close_checked(f: std::fs::File) -> std::io::Result<()> {
-    use std::os::fd::IntoRawFd;
-    let fd = f.into_raw_fd();
-    // SAFETY: we own fd and close it once.
-    if unsafe { libc::close(fd) } == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
 fn set_contents(dir: &Path, name: &str, seq: u64) -> std::io::Result<()> {
     let tmp = dir.join(format!("{name}.tmp.{seq}"));
     let mut f = std::fs::File::create(&tmp)?;
@@ -65,16 +54,6 @@ fn writer(mnt: PathBuf, node: u32, stop: Arc<AtomicBool>, ledger: Arc<Mutex<Ledg
             }
         }
         std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-struct Rng(u64);
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
     }
 }
 

@@ -46,18 +46,6 @@ impl Model {
     }
 }
 
-/// close(2) with its result: close reports the commit of a written file.
-fn close_checked(f: std::fs::File) -> std::io::Result<()> {
-    use std::os::fd::IntoRawFd;
-    let fd = f.into_raw_fd();
-    // SAFETY: we own fd and close it exactly once.
-    if unsafe { libc::close(fd) } == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
 fn write_file(p: &Path, data: &[u8]) -> std::io::Result<()> {
     let mut f = std::fs::File::create(p)?;
     f.write_all(data)?;
@@ -72,18 +60,6 @@ fn actual(p: &Path) -> State {
     }
 }
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// One writer thread's work until an operation fails (daemon gone) or `ops` are done.
 fn writer(mnt: PathBuf, t: usize, seed: u64, model: Arc<Mutex<Model>>, ops: usize) {
@@ -148,7 +124,7 @@ fn writer(mnt: PathBuf, t: usize, seed: u64, model: Arc<Mutex<Model>>, ops: usiz
     }
 }
 
-fn verify(mnt: &Path, model: &Mutex<Model>, cycle: usize) {
+fn verify(_mnt: &Path, model: &Mutex<Model>, cycle: usize) {
     let mut m = model.lock().unwrap();
     let paths: Vec<PathBuf> = m.acked.keys().chain(m.inflight.keys()).cloned().collect();
     for p in paths {
