@@ -60,7 +60,7 @@ fn attr(ino: u64, kind: FileType, perm: u32, size: u64, mtime: u32, nlink: u32, 
 /// handle holds unflushed writes.
 pub fn entry_attr(ino: u64, e: &Entry, path: &str, quorate: bool, size: Option<u64>, owner: Owner) -> FileAttr {
     if e.is_dir() {
-        let base = if e.inode == 0 { 0o777 } else if quorate { 0o777 } else { 0o555 };
+        let base = if e.inode == 0 || quorate { 0o777 } else { 0o555 };
         let perm = if e.inode == 0 { base & 0o755 } else { mode_for(path, true, base) };
         attr(ino, FileType::Directory, perm, 0, e.mtime, 2, owner)
     } else {

@@ -36,7 +36,7 @@ fn leave(why: impl Into<String>) -> Delivered {
 }
 
 fn utf8(b: &[u8]) -> Option<String> {
-    std::str::from_utf8(b).ok().map(|s| tree_path::normalize(s))
+    std::str::from_utf8(b).ok().map(tree_path::normalize)
 }
 
 /// Encodes a fuse-op message for `op`: (subtype, payload).
