@@ -101,13 +101,14 @@ impl DcdbApp {
 
     fn apply_fuse(&mut self, local: MemberId, subtype: DcdbSubtype, f: &FuseOp<'_>, msg: &NormalMessage<'_>) -> Delivered {
         let Some(path) = f.path.and_then(utf8) else { return leave("fuse message without a valid path") };
-        // our own change is on disk before the writer's syscall returns; changes from other
-        // nodes (which their originator already holds) are group-committed within 1 s
-        // (a node's own create is folded into the writer's close; other nodes' creates are
-        // group-committed like every other replicated change)
+        // Nothing is committed on this (the group's only) thread: the writer waiting for its
+        // own message commits right after the answer, before its syscall returns
+        // (ClusterSink::submit), so concurrent writers share transactions; a node's own create
+        // is folded into the writer's close. Changes from other nodes, which their originator
+        // already holds, are group-committed within 1 s — and so is an own change whose
+        // writer stopped waiting.
         let durability = match subtype {
             DcdbSubtype::Create if msg.sender == local => Durability::Deferred,
-            _ if msg.sender == local => Durability::Commit,
             _ => Durability::Soon,
         };
         let op = match subtype {

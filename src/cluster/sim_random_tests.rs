@@ -363,10 +363,9 @@ impl Harness {
                 Status::Acked => {
                     rec.acked_at = self.clock;
                     self.c.acked += 1;
-                    if matches!(rec.op, Op::Create { .. }) {
-                        // the creating process closes the file: its node commits (FUSE release)
-                        self.nodes[i].db.as_ref().unwrap().commit().unwrap();
-                    }
+                    // the submitter commits before its syscall returns (ClusterSink::submit;
+                    // for a create: the writer's close)
+                    self.nodes[i].db.as_ref().unwrap().commit().unwrap();
                 }
                 Status::Failed => self.c.failed += 1,
                 _ => self.c.unknown += 1,

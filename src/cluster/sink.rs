@@ -28,9 +28,18 @@ impl ChangeSink for ClusterSink {
             warn!(target: "dcdb", "unable to encode {op:?}: {e}");
             FsError::Invalid
         })?;
+        let is_create = matches!(op, Op::Create { .. });
         match self.dcdb.send(subtype, payload) {
             Ok(r) if r < 0 => Err(FsError::from_errno(-r)),
-            Ok(r) => Ok(r as u64),
+            Ok(r) => {
+                // the node applied our change: make it durable before the syscall returns
+                // (one transaction for everything applied meanwhile); a create waits for
+                // the writer's close
+                if !is_create {
+                    self.db.commit()?;
+                }
+                Ok(r as u64)
+            }
             Err(SendError::Aborted) | Err(SendError::NotConnected) => Err(FsError::Busy),
         }
     }
