@@ -181,20 +181,24 @@ pub fn init_logging() {
 pub fn client_binary() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("pmxcfs-ipc-test-{}", std::process::id()));
+        // inside cargo's per-target temp dir (reused between runs, nothing left in /tmp)
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("qbclient");
         std::fs::create_dir_all(&dir).expect("mkdir");
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/c/qbclient.c");
         let out = dir.join("qbclient");
+        // test binaries run in parallel: build under a private name, then rename atomically
+        let tmp = dir.join(format!("qbclient.{}.tmp", std::process::id()));
         let st = Command::new("cc")
             .args(["-O1", "-Wall", "-o"])
-            .arg(&out)
+            .arg(&tmp)
             .arg(&src)
             .arg("-lqb")
             .arg("-lpthread")
             .status()
             .expect("run cc");
         assert!(st.success(), "compiling the libqb test client failed");
+        std::fs::rename(&tmp, &out).expect("install the test client");
         out
     })
     .clone()
