@@ -532,9 +532,7 @@ impl Tree {
         self.dirty.insert(inode);
         if !is_dir {
             if let Some(cfg) = parse_vm_config_path(&norm) {
-                if self.vmlist.entries.get(&cfg.vmid).is_some_and(|v| v.node == cfg.node && v.vmtype == cfg.vmtype) {
-                    self.vmlist.remove(cfg.vmid);
-                }
+                self.vmlist.remove_config(&cfg);
             }
         }
         Ok(())
@@ -601,9 +599,7 @@ impl Tree {
         self.dirty.insert(src_ino);
         if !src_dir {
             if let Some(f) = from_vm {
-                if self.vmlist.entries.get(&f.vmid).is_some_and(|v| v.node == f.node && v.vmtype == f.vmtype) {
-                    self.vmlist.remove(f.vmid);
-                }
+                self.vmlist.remove_config(&f);
             }
             if let Some(t) = to_vm {
                 self.vmlist.register(&t);

@@ -108,6 +108,14 @@ impl VmList {
         self.version = self.version.wrapping_add(1);
     }
 
+    /// Removes the guest `cfg` names if the list has it on that node with that type (a config
+    /// file going away does not unregister a VMID another node owns).
+    pub fn remove_config(&mut self, cfg: &VmConfigPath) {
+        if self.entries.get(&cfg.vmid).is_some_and(|e| e.node == cfg.node && e.vmtype == cfg.vmtype) {
+            self.remove(cfg.vmid);
+        }
+    }
+
     pub fn remove(&mut self, vmid: u32) {
         self.entries.remove(&vmid);
         self.version = self.version.wrapping_add(1);
