@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pmxcfs_backend::{ChangeSink, Database, DatabaseOptions, LocalSink};
-use pmxcfs_fuse::{mount_options, FsConfig, FsCounters, PmxcfsFs};
+use pmxcfs_fuse::{mount_options, FsConfig, FsCounters, PendingCommitter, PmxcfsFs};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use tracing::{error, info, warn};
 
@@ -158,7 +158,21 @@ pub fn run(cli: Cli) -> i32 {
         return EXIT_FAIL;
     }
     let counters = Arc::new(FsCounters::default());
-    let fs = PmxcfsFs::new(FsConfig { nodename, gid, db: db.clone(), sink, virtual_files: files, counters: counters.clone() });
+    // Content that open files held when an earlier run died (crash copies): committed
+    // before the mount serves anyone (cluster mode: once quorate).
+    let crash_copy_dir = paths.run_dir.join("open-files");
+    pmxcfs_fuse::recovery::recover_when_writable(crash_copy_dir.clone(), db.clone(), sink.clone(), Duration::from_secs(600));
+    let fs = PmxcfsFs::new(FsConfig {
+        nodename,
+        gid,
+        db: db.clone(),
+        sink,
+        virtual_files: files,
+        counters: counters.clone(),
+        crash_copy_dir: Some(crash_copy_dir),
+        pending_cap: pmxcfs_fuse::DEFAULT_PENDING_CAP,
+    });
+    let committer = fs.committer();
     let mut session = match pmxcfs_fuse::Session::new(fs, &paths.mountpoint, &mount_options()) {
         Ok(s) => s,
         Err(e) => {
@@ -166,7 +180,7 @@ pub fn run(cli: Cli) -> i32 {
             return EXIT_FAIL;
         }
     };
-    spawn_signal_thread(session.unmount_callable(), paths.clone(), db.clone(), counters, gid);
+    spawn_signal_thread(session.unmount_callable(), paths.clone(), db.clone(), counters, gid, committer.clone());
     let handler = Arc::new(DaemonIpc {
         files: files_for_ipc,
         status: status.clone(),
@@ -203,6 +217,10 @@ pub fn run(cli: Cli) -> i32 {
         s.stop();
     }
     drop(session);
+    // every open file's pending content, before the cluster services and the store go
+    if let Err(e) = committer.commit_all() {
+        error!(target: "main", "unable to commit the content of open files: {e}");
+    }
     if let Some(c) = &cluster {
         c.shutdown();
     }
@@ -227,7 +245,7 @@ pub fn run(cli: Cli) -> i32 {
 
 /// SIGTERM/SIGINT/SIGHUP: unmount (the FUSE loop then returns); if the mount stays busy,
 /// detach it lazily and, after 5 s, commit and exit anyway. SIGUSR1: write the stats file.
-fn spawn_signal_thread(mut unmounter: pmxcfs_fuse::SessionUnmounter, paths: Paths, db: Arc<Database>, counters: Arc<FsCounters>, gid: u32) {
+fn spawn_signal_thread(mut unmounter: pmxcfs_fuse::SessionUnmounter, paths: Paths, db: Arc<Database>, counters: Arc<FsCounters>, gid: u32, committer: PendingCommitter) {
     let mut signals = match signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1]) {
         Ok(s) => s,
         Err(e) => {
@@ -244,12 +262,17 @@ fn spawn_signal_thread(mut unmounter: pmxcfs_fuse::SessionUnmounter, paths: Path
                     continue;
                 }
                 info!(target: "main", "received signal {sig} - unmounting");
+                // open files' pending content first: the mount may stay busy
+                if let Err(e) = committer.commit_all() {
+                    error!(target: "main", "unable to commit the content of open files: {e}");
+                }
                 let _ = unmounter.unmount();
                 if is_mounted(&paths.mountpoint) {
                     let _ = nix::mount::umount2(&paths.mountpoint, nix::mount::MntFlags::MNT_DETACH);
                 }
                 std::thread::sleep(Duration::from_secs(5));
                 warn!(target: "main", "filesystem still busy after 5 s - committing and exiting");
+                let _ = committer.commit_all();
                 let code = if db.close().is_ok() { 0 } else { EXIT_FAIL };
                 write_restart_flag(&paths, gid);
                 let _ = std::fs::remove_file(&paths.pid_file);

@@ -126,17 +126,19 @@ fn chmod_and_chown_accept_only_what_the_original_accepts() {
 }
 
 #[test]
-fn exactly_1mib_is_allowed_and_one_byte_more_is_efbig_keeping_old_content() {
+fn exactly_1mib_is_allowed_and_one_byte_more_is_efbig_for_that_write_only() {
     let d = Daemon::start(&[]);
     let f = d.p("big");
     fs::write(&f, vec![7u8; 1024 * 1024]).unwrap();
     assert_eq!(fs::metadata(&f).unwrap().len(), 1024 * 1024);
     fs::write(d.p("keep"), b"old content").unwrap();
-    let mut h = OpenOptions::new().write(true).truncate(true).open(d.p("keep")).unwrap();
-    let e = h.write_all(&vec![1u8; 1024 * 1024 + 1]).unwrap_err();
+    let mut h = OpenOptions::new().write(true).open(d.p("keep")).unwrap();
+    h.write_all(b"new").unwrap();
+    let e = std::os::unix::fs::FileExt::write_at(&h, b"xx", 1024 * 1024 - 1).unwrap_err();
     assert_eq!(errno(&e), libc::EFBIG);
+    h.write_all(b"!").unwrap();
     drop(h);
-    assert_eq!(read(&d.p("keep")), b"old content");
+    assert_eq!(String::from_utf8_lossy(&read(&d.p("keep"))), "new!content", "writes before and after the refused one are kept");
     assert!(d.log_text().contains("refused"), "one log line for the refusal");
 }
 
@@ -218,23 +220,25 @@ fn lock_directory_unlock_request_is_refused_while_the_lock_is_fresh() {
 }
 
 #[test]
-fn other_openers_see_the_old_content_until_the_writer_closes() {
+fn every_opener_sees_a_write_before_the_writer_closes() {
     let d = Daemon::start(&[]);
     let f = d.p("storage.cfg");
     fs::write(&f, b"committed\n").unwrap();
     let mut w = OpenOptions::new().write(true).truncate(true).open(&f).unwrap();
+    assert_eq!(read(&f), b"", "O_TRUNC is visible at once");
     w.write_all(b"half-writ").unwrap();
-    assert_eq!(read(&f), b"committed\n", "readers never see a half-written file");
+    assert_eq!(read(&f), b"half-writ", "readers see the shared content");
+    assert_eq!(fs::metadata(&f).unwrap().len(), 9, "stat and read agree");
     let mut rw = OpenOptions::new().read(true).write(true).open(&f).unwrap();
     rw.write_all(b"own").unwrap();
     rw.seek(SeekFrom::Start(0)).unwrap();
     let mut back = Vec::new();
     rw.read_to_end(&mut back).unwrap();
-    assert_eq!(back, b"ownmitted\n", "a writer reads its own unflushed writes");
+    assert_eq!(back, b"ownf-writ");
     drop(rw);
     w.write_all(b"ten\n").unwrap();
     drop(w);
-    assert_eq!(read(&f), b"half-written\n");
+    assert_eq!(read(&f), b"ownf-written\n", "nothing of one handle is lost at another's close");
 }
 
 #[test]

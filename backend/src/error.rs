@@ -13,6 +13,8 @@ pub enum FsError {
     NotFound,
     #[error("not a directory")]
     NotADirectory,
+    #[error("bad file handle")]
+    BadHandle,
     #[error("file exists")]
     Exists,
     #[error("permission denied")]
@@ -41,6 +43,7 @@ impl FsError {
         match self {
             FsError::NotFound => libc::ENOENT,
             FsError::NotADirectory => libc::ENOTDIR,
+            FsError::BadHandle => libc::EBADF,
             FsError::Exists => libc::EEXIST,
             FsError::AccessDenied => libc::EACCES,
             FsError::NotPermitted => libc::EPERM,
@@ -61,6 +64,7 @@ impl FsError {
         match errno {
             libc::ENOENT => FsError::NotFound,
             libc::ENOTDIR => FsError::NotADirectory,
+            libc::EBADF => FsError::BadHandle,
             libc::EEXIST => FsError::Exists,
             libc::EACCES => FsError::AccessDenied,
             libc::EPERM => FsError::NotPermitted,

@@ -6,6 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use fuser::{FileAttr, FileType};
 use pmxcfs_backend::{path::is_private, Entry};
 
+use crate::open_files::Overlay;
+
 /// Owner and group every entry reports.
 #[derive(Debug, Clone, Copy)]
 pub struct Owner {
@@ -56,9 +58,9 @@ fn attr(ino: u64, kind: FileType, perm: u32, size: u64, mtime: u32, nlink: u32, 
     }
 }
 
-/// Attributes of a tree entry at `path`; `size` overrides the committed size while a
-/// handle holds unflushed writes.
-pub fn entry_attr(ino: u64, e: &Entry, path: &str, quorate: bool, size: Option<u64>, owner: Owner) -> FileAttr {
+/// Attributes of a tree entry at `path`; `overlay` shows the pending content's size and
+/// mtime while open handles hold changes not yet in the tree (and nlink 0 for an orphan).
+pub fn entry_attr(ino: u64, e: &Entry, path: &str, quorate: bool, overlay: Option<Overlay>, owner: Owner) -> FileAttr {
     if e.is_dir() {
         let base = if e.inode == 0 || quorate { 0o777 } else { 0o555 };
         let perm = if e.inode == 0 { base & 0o755 } else { mode_for(path, true, base) };
@@ -68,8 +70,10 @@ pub fn entry_attr(ino: u64, e: &Entry, path: &str, quorate: bool, size: Option<u
         if is_openvz_script(&e.name) {
             base |= 0o100;
         }
-        let size = size.unwrap_or(e.size() as u64);
-        attr(ino, FileType::RegularFile, mode_for(path, false, base), size, e.mtime, 1, owner)
+        let size = overlay.and_then(|o| o.size).unwrap_or(e.size() as u64);
+        let mtime = overlay.map(|o| o.mtime).unwrap_or(e.mtime);
+        let nlink = overlay.map(|o| o.nlink).unwrap_or(1);
+        attr(ino, FileType::RegularFile, mode_for(path, false, base), size, mtime, nlink, owner)
     }
 }
 

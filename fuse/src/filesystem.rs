@@ -1,6 +1,6 @@
-//! The `fuser::Filesystem` implementation: one method per kernel request, each resolving
-//! inodes to tree paths, calling the tree (reads) or the change sink (writes), and mapping
-//! errors to errno through [`FsError::errno`].
+//! The `fuser::Filesystem` implementation: one method per kernel request. Reads are served
+//! on the FUSE thread from the tree and the open-file table; requests that change something
+//! run on the worker pool ([`crate::workers`]) through [`Core`]'s commit points.
 
 use std::ffi::OsStr;
 use std::sync::Arc;
@@ -10,15 +10,16 @@ use fuser::{
     consts, FileAttr, FileType, Filesystem, KernelConfig, MountOption, ReplyAttr, ReplyCreate, ReplyData,
     ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow,
 };
-use parking_lot::Mutex;
-use pmxcfs_backend::path::{is_lock_dir_path, is_private, join};
-use pmxcfs_backend::{now_secs, ChangeSink, Database, Durability, FsError, Op};
+use pmxcfs_backend::path::{is_lock_dir_path, is_private};
+use pmxcfs_backend::{now_secs, FsError, Op};
 use tracing::{debug, warn};
 
-use crate::attrs::{self, Owner};
-use crate::handles::{tgid_of, HandleTable, OpenFile};
+pub use crate::core::{FsConfig, FsCounters, PendingCommitter, DEFAULT_PENDING_CAP};
+use crate::core::Core;
+use crate::handles::tgid_of;
 use crate::inodes::{self, Ino};
-use crate::special::{special_entries, Special, VirtualFiles};
+use crate::open_files::Handle;
+use crate::special::{special_entries, Special};
 
 /// Attribute/entry cache time of tree entries (libfuse 2's default, as the original).
 const TTL: Duration = Duration::from_secs(1);
@@ -26,26 +27,6 @@ const TTL: Duration = Duration::from_secs(1);
 const TTL_NONE: Duration = Duration::from_secs(0);
 /// Largest write the kernel may send in one request (1 MiB = the file size limit).
 const MAX_WRITE: u32 = 1024 * 1024;
-
-/// Request counters (exposed through the daemon's stats file).
-#[derive(Debug, Default)]
-pub struct FsCounters {
-    /// FUSE write requests received.
-    pub write_requests: std::sync::atomic::AtomicU64,
-    /// Largest single write request, in bytes.
-    pub max_write_bytes: std::sync::atomic::AtomicU64,
-}
-
-/// What the filesystem needs from the daemon.
-pub struct FsConfig {
-    pub nodename: String,
-    /// gid of `www-data`.
-    pub gid: u32,
-    pub db: Arc<Database>,
-    pub sink: Arc<dyn ChangeSink>,
-    pub virtual_files: Arc<dyn VirtualFiles>,
-    pub counters: Arc<FsCounters>,
-}
 
 /// Mount options of the original: default_permissions, allow_other.
 pub fn mount_options() -> Vec<MountOption> {
@@ -59,26 +40,9 @@ pub fn mount_options() -> Vec<MountOption> {
     ]
 }
 
-/// The mounted filesystem: a thin `fuser::Filesystem` front over [`Core`]. Requests that
-/// may wait for a change to be applied (through corosync in cluster mode) run on their own
-/// thread, so reads and writes of other processes never queue behind them.
+/// The mounted filesystem: a thin `fuser::Filesystem` front over [`Core`].
 pub struct PmxcfsFs {
     core: Arc<Core>,
-}
-
-/// Everything the request handlers share.
-struct Core {
-    cfg: FsConfig,
-    specials: Vec<Special>,
-    handles: Mutex<HandleTable>,
-    owner: Owner,
-}
-
-/// Runs a request that may block (it submits a change) off the FUSE thread.
-fn offload(work: impl FnOnce() + Send + 'static) {
-    if std::thread::Builder::new().name("fuse-change".into()).spawn(work).is_err() {
-        warn!(target: "fuse", "unable to spawn a worker thread");
-    }
 }
 
 fn err(e: &FsError) -> i32 {
@@ -96,19 +60,27 @@ fn secs(t: TimeOrNow) -> u32 {
     }
 }
 
+fn slice(data: &[u8], offset: usize, size: u32) -> Vec<u8> {
+    if offset >= data.len() {
+        Vec::new()
+    } else {
+        data[offset..data.len().min(offset + size as usize)].to_vec()
+    }
+}
+
 impl PmxcfsFs {
     pub fn new(cfg: FsConfig) -> PmxcfsFs {
         let specials = special_entries(&cfg.nodename);
-        let owner = Owner { gid: cfg.gid };
-        PmxcfsFs { core: Arc::new(Core { cfg, specials, handles: Mutex::new(HandleTable::default()), owner }) }
+        PmxcfsFs { core: Arc::new(Core::new(cfg, specials)) }
+    }
+
+    /// A handle that commits every pending content (for shutdown).
+    pub fn committer(&self) -> PendingCommitter {
+        PendingCommitter(self.core.clone())
     }
 }
 
 impl Core {
-    fn special_index(&self, name: &str) -> Option<usize> {
-        self.specials.iter().position(|s| s.name() == name)
-    }
-
     /// Tree path of a kernel inode that names a tree entry.
     fn tree_path(&self, ino: u64) -> Result<(u64, String), i32> {
         match inodes::classify(ino) {
@@ -117,34 +89,11 @@ impl Core {
         }
     }
 
-    /// Path of `name` inside directory `parent` (tree entries only).
-    fn child_path(&self, parent: u64, name: &OsStr) -> Result<String, i32> {
+    /// Path of `name` inside kernel directory `parent`.
+    fn kernel_child_path(&self, parent: u64, name: &OsStr) -> Result<(u64, String), i32> {
         let name = name_str(name)?;
-        let (pino, dir) = self.tree_path(parent)?;
-        if pino == 0 && self.special_index(name).is_some() {
-            return Err(libc::EACCES);
-        }
-        Ok(join(&dir, name))
-    }
-
-    fn virtual_text(&self, name: &str) -> Vec<u8> {
-        self.cfg.virtual_files.read(name).unwrap_or_default()
-    }
-
-    fn special_attr(&self, idx: usize) -> FileAttr {
-        let ino = inodes::from_special(idx);
-        match &self.specials[idx] {
-            Special::Symlink { target, .. } => attrs::symlink_attr(ino, target.len(), self.cfg.sink.quorate(), self.owner),
-            Special::Virtual(v) => attrs::virtual_attr(ino, v.mode, self.virtual_text(v.name).len(), self.owner),
-        }
-    }
-
-    fn tree_attr(&self, tree_ino: u64) -> Result<FileAttr, i32> {
-        let t = self.cfg.db.tree();
-        let e = t.get(tree_ino).ok_or(libc::ENOENT)?;
-        let path = t.path_of(tree_ino).ok_or(libc::ENOENT)?;
-        let pending = self.handles.lock().pending_size(tree_ino);
-        Ok(attrs::entry_attr(inodes::from_tree(tree_ino), e, &path, self.cfg.sink.quorate(), pending, self.owner))
+        let Ino::Tree(pino) = inodes::classify(parent) else { return Err(libc::EACCES) };
+        self.child_path(pino, name).map(|p| (pino, p))
     }
 
     fn attr_of(&self, ino: u64) -> Result<(FileAttr, Duration), i32> {
@@ -162,39 +111,18 @@ impl Core {
         }
     }
 
-    fn committed(&self, inode: u64) -> Vec<u8> {
-        self.cfg.db.tree().get(inode).map(|e| e.data().to_vec()).unwrap_or_default()
-    }
-
-    /// Turns a handle's buffer into one change (whole content, offset 0, truncate). The
-    /// handle table is only locked to take the buffer, never while the change is applied.
-    fn flush_handle(&self, fh: u64) -> Result<(), i32> {
-        let (inode, buffer, created, failed) = {
-            let mut handles = self.handles.lock();
-            let Some(f) = handles.get_mut(fh) else { return Ok(()) };
-            let failed = f.failed.take();
-            if failed.is_some() {
-                f.buffer = None;
-            }
-            (f.inode, f.buffer.take(), std::mem::take(&mut f.created), failed)
-        };
-        if let Some(e) = failed {
-            // Still commit a create that the failed writes belonged to.
-            let _ = self.cfg.sink.commit();
-            return Err(err(&e));
+    /// True if the FLUSH of `fh` by thread `tid` is the close of a copy inherited by another
+    /// process (fork + exec): such a close does not commit. Only /proc is read, and only
+    /// when a thread other than the opener flushes a handle that wrote.
+    fn inherited_flush(&self, opener_tid: Option<u32>, tid: u32) -> bool {
+        let Some(opener) = opener_tid else { return false };
+        if opener == tid {
+            return false;
         }
-        let Some(data) = buffer else {
-            if created {
-                return self.cfg.sink.commit().map_err(|e| err(&e));
-            }
-            return Ok(());
-        };
-        let Some(path) = self.cfg.db.tree().path_of(inode) else {
-            debug!(target: "fuse", "dropping writes to deleted inode {inode}");
-            return Ok(());
-        };
-        let op = Op::Write { path, offset: 0, data, truncate: true };
-        self.cfg.sink.submit(op, Durability::Commit).map(|_| ()).map_err(|e| err(&e))
+        match (tgid_of(opener), tgid_of(tid)) {
+            (Some(a), Some(b)) => a != b,
+            _ => false,
+        }
     }
 }
 
@@ -258,9 +186,14 @@ impl Filesystem for PmxcfsFs {
                 Err(e) => reply.error(e),
             };
         }
-        let (tree_ino, path) = match self.core.tree_path(ino) {
-            Ok(x) => x,
-            Err(e) => return reply.error(e),
+        let Ino::Tree(tree_ino) = inodes::classify(ino) else { return reply.error(libc::ENOENT) };
+        let orphan = self.core.files.lock().orphan(tree_ino).map(|o| o.path.clone());
+        let path = match orphan {
+            Some(p) => p,
+            None => match self.core.tree_path(ino) {
+                Ok((_, p)) => p,
+                Err(e) => return reply.error(e),
+            },
         };
         // chmod: accepted (and ignored) only for the mode the path already has.
         if let Some(m) = mode {
@@ -273,34 +206,35 @@ impl Filesystem for PmxcfsFs {
         if uid.is_some_and(|u| u != 0) || gid.is_some_and(|g| g != self.core.cfg.gid) {
             return reply.error(libc::EPERM);
         }
-        // truncate through an open handle stays in that handle's buffer
-        let handle = fh.filter(|f| self.core.handles.lock().get(*f).is_some_and(|h| h.inode == tree_ino));
-        let mut path_truncate = None;
-        if let Some(size) = size {
-            let result = match handle {
-                Some(fh) => {
-                    let committed = self.core.committed(tree_ino);
-                    self.core.handles.lock().get_mut(fh).map(|h| h.truncate(size, || committed)).unwrap_or(Ok(()))
-                }
-                None if size > pmxcfs_backend::MAX_FILE_SIZE => Err(FsError::FileTooBig),
-                None => {
-                    path_truncate = Some(size);
-                    Ok(())
-                }
-            };
-            if let Err(e) = result {
-                return reply.error(err(&e));
-            }
-        }
         // utimens: like libfuse 2, only when both times are given.
         let new_mtime = match (atime, mtime) {
             (Some(_), Some(m)) => Some(secs(m)),
             _ => None,
         };
+        if size.is_none() && new_mtime.is_none() {
+            return match self.core.tree_attr(tree_ino) {
+                Ok(a) => reply.attr(&TTL, &a),
+                Err(e) => reply.error(e),
+            };
+        }
+        if !self.core.cfg.sink.quorate() {
+            return reply.error(libc::EACCES);
+        }
         let core = self.core.clone();
-        let apply = move || {
-            if let Some(size) = path_truncate {
-                if let Err(e) = core.cfg.sink.submit(Op::Write { path: path.clone(), offset: size, data: Vec::new(), truncate: true }, Durability::Commit) {
+        self.core.workers.run(move || {
+            if let Some(size) = size {
+                // An open inode's truncate changes its shared pending content; truncate(path)
+                // (no handle) is a commit point of its own, as before.
+                let open = core.files.lock().state(tree_ino).is_some();
+                let result = if open || fh.is_some() {
+                    let r = core.files.lock().truncate(tree_ino, fh, size, || core.load(tree_ino));
+                    r.and_then(|_| if fh.is_none() { core.commit_inode(tree_ino) } else { Ok(()) })
+                } else if size > pmxcfs_backend::MAX_FILE_SIZE {
+                    Err(FsError::FileTooBig)
+                } else {
+                    core.submit(Op::Write { path: path.clone(), offset: size, data: Vec::new(), truncate: true }).map(|_| ())
+                };
+                if let Err(e) = result {
                     return reply.error(err(&e));
                 }
             }
@@ -322,20 +256,19 @@ impl Filesystem for PmxcfsFs {
                         }
                     }
                 }
-                if let Err(e) = core.cfg.sink.submit(Op::SetMtime { path: path.clone(), mtime }, Durability::Commit) {
-                    return reply.error(err(&e));
+                // with pending content the time travels with the content's commit
+                let travels = core.files.lock().set_mtime(tree_ino, mtime);
+                if !travels {
+                    if let Err(e) = core.submit(Op::SetMtime { path: path.clone(), mtime }) {
+                        return reply.error(err(&e));
+                    }
                 }
             }
             match core.tree_attr(tree_ino) {
                 Ok(a) => reply.attr(&TTL, &a),
                 Err(e) => reply.error(e),
             }
-        };
-        if path_truncate.is_some() || new_mtime.is_some() {
-            offload(apply);
-        } else {
-            apply();
-        }
+        });
     }
 
     fn readlink(&mut self, _req: &Request<'_>, ino: u64, reply: ReplyData) {
@@ -354,12 +287,12 @@ impl Filesystem for PmxcfsFs {
     }
 
     fn mkdir(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, _mode: u32, _umask: u32, reply: ReplyEntry) {
-        let path = match self.core.child_path(parent, name) {
-            Ok(p) => p,
+        let path = match self.core.kernel_child_path(parent, name) {
+            Ok((_, p)) => p,
             Err(e) => return reply.error(e),
         };
         let core = self.core.clone();
-        offload(move || match core.cfg.sink.submit(Op::Mkdir { path: path.clone() }, Durability::Commit) {
+        self.core.workers.run(move || match core.submit(Op::Mkdir { path: path.clone() }) {
             Ok(_) => {
                 // take the inode and drop the tree lock before entry_reply locks again
                 let ino = core.cfg.db.tree().lookup(&path).map(|e| e.inode);
@@ -373,11 +306,11 @@ impl Filesystem for PmxcfsFs {
     }
 
     fn unlink(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEmpty) {
-        match self.core.child_path(parent, name) {
-            Ok(path) => {
+        match self.core.kernel_child_path(parent, name) {
+            Ok((_, path)) => {
                 let core = self.core.clone();
-                offload(move || match core.cfg.sink.submit(Op::Delete { path }, Durability::Commit) {
-                    Ok(_) => reply.ok(),
+                self.core.workers.run(move || match core.delete(&path) {
+                    Ok(()) => reply.ok(),
                     Err(e) => reply.error(err(&e)),
                 });
             }
@@ -398,16 +331,14 @@ impl Filesystem for PmxcfsFs {
         if flags & libc::RENAME_EXCHANGE != 0 {
             return reply.error(libc::EINVAL);
         }
-        let (from, to) = match (self.core.child_path(parent, name), self.core.child_path(newparent, newname)) {
-            (Ok(f), Ok(t)) => (f, t),
+        let (from, to) = match (self.core.kernel_child_path(parent, name), self.core.kernel_child_path(newparent, newname)) {
+            (Ok((_, f)), Ok((_, t))) => (f, t),
             (Err(e), _) | (_, Err(e)) => return reply.error(e),
         };
-        if flags & libc::RENAME_NOREPLACE != 0 && self.core.cfg.db.tree().lookup(&to).is_some() {
-            return reply.error(libc::EEXIST);
-        }
+        let noreplace = flags & libc::RENAME_NOREPLACE != 0;
         let core = self.core.clone();
-        offload(move || match core.cfg.sink.submit(Op::Rename { from, to }, Durability::Commit) {
-            Ok(_) => reply.ok(),
+        self.core.workers.run(move || match core.rename(&from, &to, noreplace) {
+            Ok(()) => reply.ok(),
             Err(e) => reply.error(err(&e)),
         });
     }
@@ -422,23 +353,31 @@ impl Filesystem for PmxcfsFs {
             Ino::Special(i) => match self.core.specials.get(i) {
                 Some(Special::Virtual(v)) => {
                     let text = self.core.virtual_text(v.name);
-                    let fh = self.core.handles.lock().insert(OpenFile { virtual_text: Some(text), virtual_name: Some(v.name), ..Default::default() });
+                    let fh = self.core.files.lock().open(Handle { virtual_text: Some(text), virtual_name: Some(v.name), ..Default::default() });
                     reply.opened(fh, direct)
                 }
                 _ => reply.error(libc::EACCES),
             },
             Ino::Tree(t) => {
-                let is_file = self.core.cfg.db.tree().get(t).map(|e| !e.is_dir());
+                let orphan = self.core.files.lock().orphan(t).is_some();
+                let is_file = if orphan { Some(true) } else { self.core.cfg.db.tree().get(t).map(|e| !e.is_dir()) };
                 match is_file {
                     None => reply.error(libc::ENOENT),
                     Some(false) => reply.error(libc::EISDIR),
                     Some(true) => {
-                        let mut f = OpenFile { inode: t, opener_tgid: tgid_of(req.pid()), ..Default::default() };
                         let writing = flags & libc::O_ACCMODE != libc::O_RDONLY;
-                        if writing && flags & libc::O_TRUNC != 0 {
-                            f.buffer = Some(Vec::new());
+                        if writing && flags & libc::O_TRUNC != 0 && !self.core.cfg.sink.quorate() {
+                            // the truncate is a change: refused without quorum, as the original
+                            return reply.error(libc::EACCES);
                         }
-                        reply.opened(self.core.handles.lock().insert(f), direct)
+                        let h = Handle { inode: t, append: flags & libc::O_APPEND != 0, opener_tid: writing.then(|| req.pid()), ..Default::default() };
+                        let mut files = self.core.files.lock();
+                        let fh = files.open(h);
+                        if writing && flags & libc::O_TRUNC != 0 {
+                            let _ = files.truncate(t, Some(fh), 0, || self.core.load(t));
+                        }
+                        drop(files);
+                        reply.opened(fh, direct)
                     }
                 }
             }
@@ -447,23 +386,17 @@ impl Filesystem for PmxcfsFs {
 
     fn read(&mut self, _req: &Request<'_>, ino: u64, fh: u64, offset: i64, size: u32, _flags: i32, _lock: Option<u64>, reply: ReplyData) {
         let offset = offset.max(0) as usize;
-        let slice = |data: &[u8]| -> Vec<u8> {
-            if offset >= data.len() {
-                Vec::new()
-            } else {
-                data[offset..data.len().min(offset + size as usize)].to_vec()
-            }
+        let Ino::Tree(t) = inodes::classify(ino) else {
+            let files = self.core.files.lock();
+            return match files.handle(fh).and_then(|h| h.virtual_text.as_ref()) {
+                Some(text) => reply.data(&slice(text, offset, size)),
+                None => reply.error(libc::EIO),
+            };
         };
-        if let Some(f) = self.core.handles.lock().get(fh) {
-            if let Some(text) = &f.virtual_text {
-                return reply.data(&slice(text));
-            }
-            if let Some(buf) = &f.buffer {
-                return reply.data(&slice(buf));
-            }
+        if let Some(c) = self.core.files.lock().content(t) {
+            return reply.data(&slice(c, offset, size));
         }
-        let Ino::Tree(t) = inodes::classify(ino) else { return reply.error(libc::EIO) };
-        let data = self.core.cfg.db.tree().get(t).map(|e| slice(e.data()));
+        let data = self.core.cfg.db.tree().get(t).map(|e| slice(e.data(), offset, size));
         match data {
             Some(d) => reply.data(&d),
             None => reply.error(libc::ENOENT),
@@ -491,49 +424,79 @@ impl Filesystem for PmxcfsFs {
         }
         let Ok(offset) = u64::try_from(offset) else { return reply.error(libc::EINVAL) };
         let Ino::Tree(t) = inodes::classify(ino) else { return reply.error(libc::EIO) };
-        let committed = self.core.committed(t);
-        match self.core.handles.lock().get_mut(fh) {
-            Some(f) if f.inode == t => match f.write(offset, data, || committed) {
-                Ok(n) => reply.written(n as u32),
-                Err(e) => {
+        let result = {
+            let mut files = self.core.files.lock();
+            match files.handle(fh) {
+                Some(h) if h.inode == t => files.write(fh, offset, data, || self.core.load(t)),
+                _ => Err(FsError::BadHandle),
+            }
+        };
+        match result {
+            Ok(n) => {
+                reply.written(n as u32);
+                self.core.enforce_pending_cap();
+            }
+            Err(e) => {
+                if e == FsError::FileTooBig {
                     warn!(target: "fuse", "write of {} bytes at {offset} refused: {e}", data.len());
-                    reply.error(err(&e))
                 }
-            },
-            _ => reply.error(libc::EBADF),
+                reply.error(err(&e))
+            }
         }
     }
 
     fn flush(&mut self, req: &Request<'_>, _ino: u64, fh: u64, _lock_owner: u64, reply: ReplyEmpty) {
-        let inherited = self.core.handles.lock().get(fh).and_then(|f| f.opener_tgid).is_some_and(|opener| tgid_of(req.pid()).is_some_and(|t| t != opener));
-        if inherited {
+        let (inode, wrote, opener) = match self.core.files.lock().handle(fh) {
+            Some(h) => (h.inode, h.wrote, h.opener_tid),
+            None => return reply.ok(),
+        };
+        if !wrote {
+            return reply.ok();
+        }
+        if self.core.inherited_flush(opener, req.pid()) {
             debug!(target: "fuse", "flush of an inherited descriptor by pid {} - commit deferred to the opener", req.pid());
             return reply.ok();
         }
         let core = self.core.clone();
-        offload(move || match core.flush_handle(fh) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
+        self.core.workers.run(move || match core.commit_inode(inode) {
+            Ok(()) => {
+                if let Some(h) = core.files.lock().handle_mut(fh) {
+                    h.wrote = false;
+                }
+                reply.ok()
+            }
+            Err(e) => reply.error(err(&e)),
         });
     }
 
     fn release(&mut self, _req: &Request<'_>, _ino: u64, fh: u64, _flags: i32, _lock: Option<u64>, _flush: bool, reply: ReplyEmpty) {
+        let closed = self.core.files.lock().close(fh);
+        let Some((h, last)) = closed else { return reply.ok() };
+        if h.virtual_name.is_some() {
+            return reply.ok();
+        }
+        let dirty_last = last && self.core.files.lock().take_for_commit(h.inode).is_some();
+        if !h.wrote && !dirty_last {
+            self.core.files.lock().forget_if_idle(h.inode);
+            return reply.ok();
+        }
         let core = self.core.clone();
-        offload(move || {
-            let r = core.flush_handle(fh);
-            core.handles.lock().remove(fh);
-            match r {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(e),
-            }
+        self.core.workers.run(move || {
+            core.commit_at_release(h.inode);
+            core.files.lock().forget_if_idle(h.inode);
+            reply.ok()
         });
     }
 
-    fn fsync(&mut self, _req: &Request<'_>, _ino: u64, fh: u64, _datasync: bool, reply: ReplyEmpty) {
+    fn fsync(&mut self, _req: &Request<'_>, ino: u64, _fh: u64, _datasync: bool, reply: ReplyEmpty) {
+        let Ino::Tree(t) = inodes::classify(ino) else { return reply.ok() };
         let core = self.core.clone();
-        offload(move || match core.flush_handle(fh).and_then(|_| core.cfg.sink.commit().map_err(|e| err(&e))).and_then(|_| core.cfg.db.sync_wal().map_err(|e| err(&e))) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
+        self.core.workers.run(move || {
+            let r = core.commit_inode(t).and_then(|_| core.cfg.sink.commit()).and_then(|_| core.cfg.db.sync_wal());
+            match r {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(err(&e)),
+            }
         });
     }
 
@@ -591,22 +554,18 @@ impl Filesystem for PmxcfsFs {
     }
 
     fn create(&mut self, req: &Request<'_>, parent: u64, name: &OsStr, _mode: u32, _umask: u32, flags: i32, reply: ReplyCreate) {
-        let path = match self.core.child_path(parent, name) {
-            Ok(p) => p,
+        let (pino, path) = match self.core.kernel_child_path(parent, name) {
+            Ok(x) => x,
             Err(e) => return reply.error(e),
         };
-        let _ = flags;
-        let opener_tgid = tgid_of(req.pid());
+        let Ok(name) = name_str(name).map(str::to_string) else { return reply.error(libc::EINVAL) };
+        let handle = Handle { append: flags & libc::O_APPEND != 0, opener_tid: Some(req.pid()), ..Default::default() };
         let core = self.core.clone();
-        offload(move || match core.cfg.sink.submit(Op::Create { path: path.clone() }, Durability::Deferred) {
-            Ok(_) => {
-                let Some(inode) = core.cfg.db.tree().lookup(&path).map(|e| e.inode) else { return reply.error(libc::ENOENT) };
-                let fh = core.handles.lock().insert(OpenFile { inode, created: true, opener_tgid, ..Default::default() });
-                match core.tree_attr(inode) {
-                    Ok(a) => reply.created(&TTL, &a, 0, fh, consts::FOPEN_DIRECT_IO),
-                    Err(e) => reply.error(e),
-                }
-            }
+        self.core.workers.run(move || match core.create(pino, &name, &path, handle) {
+            Ok((inode, fh)) => match core.tree_attr(inode) {
+                Ok(a) => reply.created(&TTL, &a, 0, fh, consts::FOPEN_DIRECT_IO),
+                Err(e) => reply.error(e),
+            },
             Err(e) => reply.error(err(&e)),
         });
     }

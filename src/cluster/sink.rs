@@ -20,7 +20,7 @@ pub struct ClusterSink {
 }
 
 impl ChangeSink for ClusterSink {
-    fn submit(&self, op: Op, _durability: Durability) -> FsResult<u64> {
+    fn submit(&self, op: Op, durability: Durability) -> FsResult<u64> {
         if !self.quorate() {
             return Err(FsError::AccessDenied);
         }
@@ -28,14 +28,14 @@ impl ChangeSink for ClusterSink {
             warn!(target: "dcdb", "unable to encode {op:?}: {e}");
             FsError::Invalid
         })?;
-        let is_create = matches!(op, Op::Create { .. });
+        let deferred = durability == Durability::Deferred;
         match self.dcdb.send(subtype, payload) {
             Ok(r) if r < 0 => Err(FsError::from_errno(-r)),
             Ok(r) => {
                 // the node applied our change: make it durable before the syscall returns
-                // (one transaction for everything applied meanwhile); a create waits for
-                // the writer's close
-                if !is_create {
+                // (one transaction for everything applied meanwhile); a deferred change
+                // (a create, the content that goes with a rename) waits for the next one
+                if !deferred {
                     self.db.commit()?;
                 }
                 Ok(r as u64)

@@ -1,0 +1,209 @@
+//! Crash copies of pending content: while an inode has writes that are not in the tree yet,
+//! its whole new content is mirrored into one file under the run directory (a tmpfs on a
+//! real node), so a SIGKILL/panic/OOM of the daemon loses nothing a `write` returned.
+//! The next start hands the leftovers to [`crate::recovery`]; a commit removes the copy.
+//!
+//! File layout (little endian): magic `PXNGOPN1`, inode u64, parent u64, name length u32,
+//! name bytes, zero padding up to [`HEADER_LEN`], then the content.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use tracing::warn;
+
+const MAGIC: &[u8; 8] = b"PXNGOPN1";
+/// Content starts here; the header (with the name) must fit before it.
+pub const HEADER_LEN: u64 = 4096;
+const FIXED_LEN: usize = 8 + 8 + 8 + 4;
+
+/// Where a leftover belongs and what it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leftover {
+    pub file: PathBuf,
+    pub inode: u64,
+    pub parent: u64,
+    pub name: String,
+    pub content: Vec<u8>,
+}
+
+/// The open crash-copy files, one per inode with pending content.
+#[derive(Debug, Default)]
+pub struct CrashCopies {
+    dir: Option<PathBuf>,
+    files: HashMap<u64, File>,
+    /// Logged once: the directory is unusable.
+    broken: bool,
+}
+
+impl CrashCopies {
+    /// Copies live in `dir` (created if missing); `None` keeps no copies.
+    pub fn new(dir: Option<PathBuf>) -> CrashCopies {
+        if let Some(d) = &dir {
+            if let Err(e) = std::fs::create_dir_all(d) {
+                warn!(target: "fuse", "unable to create crash-copy directory '{}': {e}", d.display());
+            }
+        }
+        CrashCopies { dir, files: HashMap::new(), broken: false }
+    }
+
+    fn path(dir: &Path, inode: u64) -> PathBuf {
+        dir.join(format!("{inode}.pending"))
+    }
+
+    fn failed(&mut self, what: &str, e: std::io::Error) {
+        if !self.broken {
+            warn!(target: "fuse", "crash copy: {what} failed: {e} - open files are not protected against a daemon crash");
+            self.broken = true;
+        }
+    }
+
+    /// Starts (or restarts) the copy of `inode` with its whole `content`.
+    pub fn begin(&mut self, inode: u64, parent: u64, name: &str, content: &[u8]) {
+        let Some(dir) = self.dir.clone() else { return };
+        if FIXED_LEN + name.len() > HEADER_LEN as usize {
+            return;
+        }
+        let mut header = Vec::with_capacity(HEADER_LEN as usize);
+        header.extend_from_slice(MAGIC);
+        header.extend_from_slice(&inode.to_le_bytes());
+        header.extend_from_slice(&parent.to_le_bytes());
+        header.extend_from_slice(&(name.len() as u32).to_le_bytes());
+        header.extend_from_slice(name.as_bytes());
+        header.resize(HEADER_LEN as usize, 0);
+        let file = match self.files.remove(&inode) {
+            Some(f) => Ok(f),
+            None => OpenOptions::new().read(true).write(true).create(true).truncate(false).open(Self::path(&dir, inode)),
+        };
+        let result = file.and_then(|f| {
+            f.set_len(HEADER_LEN + content.len() as u64)?;
+            f.write_all_at(content, HEADER_LEN)?;
+            // the header last: a copy without a valid header is ignored at start
+            f.write_all_at(&header, 0)?;
+            Ok(f)
+        });
+        match result {
+            Ok(f) => {
+                self.files.insert(inode, f);
+            }
+            Err(e) => self.failed("begin", e),
+        }
+    }
+
+    /// Mirrors one write (`new_len` = content length after it).
+    pub fn write(&mut self, inode: u64, offset: u64, data: &[u8], new_len: u64) {
+        let Some(f) = self.files.get(&inode) else { return };
+        let result = f.write_all_at(data, HEADER_LEN + offset).and_then(|_| {
+            if offset + data.len() as u64 != new_len {
+                f.set_len(HEADER_LEN + new_len)?;
+            }
+            Ok(())
+        });
+        if let Err(e) = result {
+            self.failed("write", e);
+        }
+    }
+
+    /// Mirrors a truncate.
+    pub fn truncate(&mut self, inode: u64, len: u64) {
+        let Some(f) = self.files.get(&inode) else { return };
+        if let Err(e) = f.set_len(HEADER_LEN + len) {
+            self.failed("truncate", e);
+        }
+    }
+
+    /// True while `inode` has a copy.
+    pub fn has(&self, inode: u64) -> bool {
+        self.files.contains_key(&inode)
+    }
+
+    /// The content is in the tree (or gone for good): drop the copy.
+    pub fn remove(&mut self, inode: u64) {
+        if self.files.remove(&inode).is_some() {
+            if let Some(dir) = &self.dir {
+                let _ = std::fs::remove_file(Self::path(dir, inode));
+            }
+        }
+    }
+}
+
+/// Reads every crash copy left in `dir` by an earlier run (a damaged one is logged and
+/// skipped, and stays on disk for the administrator).
+pub fn leftovers(dir: &Path) -> Vec<Leftover> {
+    let Ok(list) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut out = Vec::new();
+    for ent in list.flatten() {
+        let path = ent.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("pending") {
+            continue;
+        }
+        match read_leftover(&path) {
+            Ok(l) => out.push(l),
+            Err(why) => warn!(target: "fuse", "ignoring damaged crash copy '{}': {why}", path.display()),
+        }
+    }
+    out.sort_by_key(|l| l.inode);
+    out
+}
+
+fn read_leftover(path: &Path) -> Result<Leftover, String> {
+    let mut bytes = Vec::new();
+    File::open(path).and_then(|mut f| f.read_to_end(&mut bytes)).map_err(|e| e.to_string())?;
+    decode(path, &bytes)
+}
+
+fn decode(path: &Path, bytes: &[u8]) -> Result<Leftover, String> {
+    if bytes.len() < HEADER_LEN as usize || &bytes[..8] != MAGIC {
+        return Err("no valid header".into());
+    }
+    let u64_at = |o: usize| u64::from_le_bytes(bytes[o..o + 8].try_into().unwrap_or([0; 8]));
+    let inode = u64_at(8);
+    let parent = u64_at(16);
+    let name_len = u32::from_le_bytes(bytes[24..28].try_into().unwrap_or([0; 4])) as usize;
+    if FIXED_LEN + name_len > HEADER_LEN as usize {
+        return Err("name length out of range".into());
+    }
+    let name = String::from_utf8(bytes[FIXED_LEN..FIXED_LEN + name_len].to_vec()).map_err(|_| "name is not UTF-8".to_string())?;
+    if name.is_empty() {
+        return Err("empty name".into());
+    }
+    Ok(Leftover { file: path.to_path_buf(), inode, parent, name, content: bytes[HEADER_LEN as usize..].to_vec() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_copy_follows_writes_and_truncates_and_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = CrashCopies::new(Some(dir.path().to_path_buf()));
+        c.begin(7, 3, "a.conf", b"hello");
+        c.write(7, 5, b" world", 11);
+        c.write(7, 0, b"J", 11);
+        c.truncate(7, 9);
+        let left = leftovers(dir.path());
+        assert_eq!(left.len(), 1);
+        assert_eq!((left[0].inode, left[0].parent, left[0].name.as_str()), (7, 3, "a.conf"));
+        assert_eq!(left[0].content, b"Jello wor");
+        c.remove(7);
+        assert!(leftovers(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn a_copy_without_header_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("9.pending"), vec![0u8; 5000]).unwrap();
+        std::fs::write(dir.path().join("10.pending"), b"PXNG").unwrap();
+        assert!(leftovers(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn no_directory_keeps_no_copies() {
+        let mut c = CrashCopies::new(None);
+        c.begin(1, 0, "x", b"abc");
+        assert!(!c.has(1));
+    }
+}
