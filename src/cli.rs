@@ -41,6 +41,10 @@ pub struct Cli {
     #[arg(long = "verify-interval", value_name = "SECS", default_value_t = 3600, hide = true)]
     pub verify_interval: u32,
 
+    /// Test hook: hold the first cmap answer back for MS milliseconds (CPG may come first).
+    #[arg(long = "cmap-delay", value_name = "MS", default_value_t = 0, hide = true)]
+    pub cmap_delay_ms: u64,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
