@@ -45,6 +45,10 @@ pub struct Cli {
     #[arg(long = "cmap-delay", value_name = "MS", default_value_t = 0, hide = true)]
     pub cmap_delay_ms: u64,
 
+    /// This node's IP address as published (`nodeip`), instead of resolving the node name.
+    #[arg(long = "node-ip", value_name = "ADDR", hide = true)]
+    pub node_ip: Option<String>,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }

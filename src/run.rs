@@ -152,6 +152,7 @@ pub fn run(cli: Cli) -> i32 {
             host_corosync_conf: paths.corosync_conf.clone(),
             verify_interval: cli.verify_interval,
             cmap_delay: Duration::from_millis(cli.cmap_delay_ms),
+            node_ip: cli.node_ip.clone(),
         };
         match ClusterServices::start(db.clone(), status.clone(), opts) {
             Ok(c) => {

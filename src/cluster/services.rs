@@ -38,6 +38,8 @@ pub struct ClusterOptions {
     pub verify_interval: u32,
     /// Test hook: the first cmap answer is installed this much later.
     pub cmap_delay: Duration,
+    /// Published `nodeip` instead of the node name's address.
+    pub node_ip: Option<String>,
 }
 
 impl ClusterServices {
@@ -65,7 +67,7 @@ impl ClusterServices {
         corosync_conf::sync(&db, &opts.host_corosync_conf);
         let dcdb_cfg = GroupConfig { verify_interval: Some(opts.verify_interval), ..GroupConfig::dcdb() };
         let dcdb = GroupRunner::spawn(dcdb_cfg, DcdbApp::new(db.clone(), quorate.clone(), Some(hook)))?;
-        let ip = lookup_node_ip(&status.nodename).unwrap_or_else(|| {
+        let ip = opts.node_ip.clone().or_else(|| lookup_node_ip(&status.nodename)).unwrap_or_else(|| {
             warn!(target: "main", "unable to resolve node name '{}' to a non-loopback IP address - not publishing nodeip", status.nodename);
             String::new()
         });
