@@ -288,7 +288,7 @@ const QB_RB_CHUNK_HEADER_SIZE: usize = 8;
 unsafe fn received_len(data: *mut c_void) -> Option<usize> {
     let page = usize::try_from(libc::sysconf(libc::_SC_PAGESIZE)).ok().filter(|p| *p >= 4096)?;
     let addr = data as usize;
-    if addr % page < QB_RB_CHUNK_HEADER_SIZE || addr % 4 != 0 {
+    if addr % page < QB_RB_CHUNK_HEADER_SIZE || !addr.is_multiple_of(4) {
         return None;
     }
     // SAFETY: both words lie on the same (mapped) page as `data` and are 4-byte aligned.
