@@ -41,6 +41,14 @@ pub struct Cli {
     #[arg(long = "verify-interval", value_name = "SECS", default_value_t = 3600, hide = true)]
     pub verify_interval: u32,
 
+    /// Test hook: hold the first cmap answer back for MS milliseconds (CPG may come first).
+    #[arg(long = "cmap-delay", value_name = "MS", default_value_t = 0, hide = true)]
+    pub cmap_delay_ms: u64,
+
+    /// This node's IP address as published (`nodeip`), instead of resolving the node name.
+    #[arg(long = "node-ip", value_name = "ADDR", hide = true)]
+    pub node_ip: Option<String>,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }

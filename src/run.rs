@@ -13,6 +13,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use tracing::{error, info, warn};
 
 use crate::cli::Cli;
+use crate::cluster::corosync_conf;
 use crate::cluster::services::{ClusterOptions, ClusterServices};
 use crate::daemonize::{self, ReadySignal};
 use crate::instance_lock;
@@ -40,12 +41,19 @@ fn www_data_gid() -> Option<u32> {
     nix::unistd::Group::from_name("www-data").ok().flatten().map(|g| g.gid.as_raw())
 }
 
+/// Creates `path` with `mode`; missing ancestors (DIR/etc, DIR/var/lib under `--root`) get
+/// 0755 like /etc and /var/lib, whatever the umask, so non-root users can reach the mount.
 fn mkdir_mode(path: &Path, mode: u32) -> std::io::Result<()> {
-    if !path.exists() {
-        std::fs::create_dir_all(path)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    if path.exists() {
+        return Ok(());
     }
-    Ok(())
+    let missing: Vec<&Path> = path.ancestors().skip(1).take_while(|a| !a.as_os_str().is_empty() && !a.exists()).collect();
+    for dir in missing.into_iter().rev() {
+        std::fs::create_dir(dir)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+    }
+    std::fs::create_dir(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
 }
 
 fn is_mounted(mountpoint: &Path) -> bool {
@@ -109,6 +117,7 @@ pub fn run(cli: Cli) -> i32 {
     };
 
     let options = DatabaseOptions { commit_delay: Duration::from_millis(cli.commit_delay_ms) };
+    let new_db = !paths.db_file.exists();
     let db = match Database::open(&paths.db_file, options) {
         Ok(db) => Arc::new(db),
         Err(e) => {
@@ -116,6 +125,12 @@ pub fn run(cli: Cli) -> i32 {
             return EXIT_FAIL;
         }
     };
+    if new_db && !cli.local {
+        if let Err(e) = corosync_conf::import_into_new_db(&db, &paths.corosync_conf) {
+            error!(target: "main", "memdb_write failed - unable to import corosync.conf: {e}");
+            return EXIT_FAIL;
+        }
+    }
     let has_corosync_conf = db.tree().lookup("corosync.conf").is_some();
     let cluster_mode = has_corosync_conf && !cli.local;
     if has_corosync_conf && cli.local {
@@ -133,7 +148,12 @@ pub fn run(cli: Cli) -> i32 {
     let mut cluster = None;
     let sink: Arc<dyn ChangeSink> = if cluster_mode {
         status.quorate.store(false, Ordering::SeqCst);
-        let opts = ClusterOptions { host_corosync_conf: paths.corosync_conf.clone(), verify_interval: cli.verify_interval };
+        let opts = ClusterOptions {
+            host_corosync_conf: paths.corosync_conf.clone(),
+            verify_interval: cli.verify_interval,
+            cmap_delay: Duration::from_millis(cli.cmap_delay_ms),
+            node_ip: cli.node_ip.clone(),
+        };
         match ClusterServices::start(db.clone(), status.clone(), opts) {
             Ok(c) => {
                 info!(target: "main", "cluster mode: joining corosync process groups");

@@ -48,6 +48,43 @@ pub struct StatusTables {
     pub clinfo_version: u32,
     /// None in local mode and until cmap was read.
     pub cluster: Option<ClusterInfo>,
+    /// Nodeids of the last kvstore membership (None until the first one). Kept apart from
+    /// `cluster` so the online flags come out right whichever of cmap and CPG comes first.
+    pub kvstore_members: Option<Vec<u32>>,
+    /// kvstore UPDATEs that arrived before the first cmap read.
+    before_cmap: EarlyUpdates,
+}
+
+/// The newest value per (nodeid, key) received before the nodelist was known; bounded.
+#[derive(Default)]
+struct EarlyUpdates(std::collections::BTreeMap<(u32, String), Vec<u8>>);
+
+impl EarlyUpdates {
+    /// More than a cluster's worth of status keys is not kept.
+    const MAX: usize = 4096;
+
+    fn keep(&mut self, nodeid: u32, key: &str, data: &[u8]) {
+        let k = (nodeid, key.to_string());
+        if self.0.len() < Self::MAX || self.0.contains_key(&k) {
+            self.0.insert(k, data.to_vec());
+        }
+    }
+
+    fn take(&mut self) -> std::collections::BTreeMap<(u32, String), Vec<u8>> {
+        std::mem::take(&mut self.0)
+    }
+}
+
+impl StatusTables {
+    /// Recomputes every node's online flag from the last kvstore membership.
+    fn refresh_online(&mut self) {
+        let members = self.kvstore_members.as_deref();
+        if let Some(c) = self.cluster.as_mut() {
+            for n in c.nodes.iter_mut() {
+                n.online = members.is_some_and(|m| m.contains(&n.nodeid));
+            }
+        }
+    }
 }
 
 /// Status of this node.
@@ -74,7 +111,7 @@ impl Status {
             nodename: nodename.to_string(),
             start_time,
             quorate: Arc::new(AtomicBool::new(true)),
-            tables: Mutex::new(StatusTables { clusterlog, store: StatusStore::new(nodename, rrd_dir), clinfo_version: 0, cluster: None }),
+            tables: Mutex::new(StatusTables { clusterlog, store: StatusStore::new(nodename, rrd_dir), clinfo_version: 0, cluster: None, kvstore_members: None, before_cmap: EarlyUpdates::default() }),
             rrd: Mutex::new(RrdUpdater::new(RrdTool::new(rrdcached_socket, "rrdtool".into()))),
         }
     }
@@ -105,9 +142,15 @@ impl Status {
     }
 
     /// A kvstore UPDATE from cluster node `nodeid`; ignored for nodes not in the nodelist.
+    /// Before the first cmap read the nodelist is unknown: the newest value per node and key
+    /// is kept and applied when cmap arrives.
     pub fn set_remote(&self, nodeid: u32, key: &str, data: &[u8]) {
         let result = {
             let mut t = self.tables.lock();
+            if t.cluster.is_none() {
+                t.before_cmap.keep(nodeid, key, data);
+                return;
+            }
             let Some(node) = t.cluster.as_ref().and_then(|c| c.node_by_id(nodeid)).map(|n| n.name.clone()) else {
                 return;
             };
@@ -119,28 +162,27 @@ impl Status {
         }
     }
 
-    /// Installs new cluster info from cmap, keeping the online flags.
-    pub fn set_cluster_info(&self, mut info: ClusterInfo) {
+    /// Installs new cluster info from cmap; online = member of the last kvstore membership
+    /// (also when that membership arrived before this first cmap read).
+    pub fn set_cluster_info(&self, info: ClusterInfo) {
         let mut t = self.tables.lock();
-        if let Some(old) = &t.cluster {
-            for n in info.nodes.iter_mut() {
-                n.online = old.node_by_id(n.nodeid).is_some_and(|o| o.online);
-            }
-        }
         let names: Vec<String> = info.nodes.iter().map(|n| n.name.clone()).collect();
         t.store.kv.retain_nodes(|n| names.iter().any(|x| x == n));
         t.cluster = Some(info);
+        t.refresh_online();
         t.clinfo_version += 1;
+        let early = t.before_cmap.take();
+        drop(t);
+        for ((nodeid, key), data) in early {
+            self.set_remote(nodeid, &key, &data);
+        }
     }
 
-    /// Marks the nodes whose nodeids are kvstore members online (`dfsm_confchg`).
+    /// A new kvstore membership (`dfsm_confchg`): its nodes are online, the others not.
     pub fn set_online(&self, member_nodeids: &[u32]) {
         let mut t = self.tables.lock();
-        if let Some(c) = t.cluster.as_mut() {
-            for n in c.nodes.iter_mut() {
-                n.online = member_nodeids.contains(&n.nodeid);
-            }
-        }
+        t.kvstore_members = Some(member_nodeids.to_vec());
+        t.refresh_online();
         t.clinfo_version += 1;
     }
 
@@ -187,6 +229,38 @@ impl Status {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn three_nodes(version: u64) -> ClusterInfo {
+        let node = |name: &str, nodeid| ClusterNode { name: name.into(), nodeid, votes: 1, online: false };
+        ClusterInfo { name: "c".into(), config_version: version, nodes: vec![node("n1", 1), node("n2", 2), node("n3", 3)] }
+    }
+
+    fn online(s: &Status) -> Vec<bool> {
+        s.tables.lock().cluster.as_ref().unwrap().nodes.iter().map(|n| n.online).collect()
+    }
+
+    #[test]
+    fn online_flags_are_right_whichever_of_cmap_and_membership_comes_first() {
+        // cmap first, then the membership (the original's order)
+        let early = Status::new("n1", Path::new("/nonexistent"), None, 0);
+        early.set_cluster_info(three_nodes(1));
+        early.set_online(&[1, 3]);
+        assert_eq!(online(&early), [true, false, true]);
+        // the membership first, cmap read late
+        let late = Status::new("n1", Path::new("/nonexistent"), None, 0);
+        late.set_online(&[1, 3]);
+        late.set_remote(3, "nodeip", b"192.0.2.3\0");
+        assert_eq!(late.members_text(), "{\n\"nodename\": \"n1\",\n\"version\": 1\n}\n");
+        late.set_cluster_info(three_nodes(1));
+        assert_eq!(online(&late), [true, false, true]);
+        assert!(late.members_text().contains("\"n3\": { \"id\": 3, \"online\": 1, \"ip\": \"192.0.2.3\"}"), "{}", late.members_text());
+        // a later cmap change (new config version) keeps them; a membership change moves them
+        late.set_cluster_info(three_nodes(2));
+        assert_eq!(online(&late), [true, false, true]);
+        late.set_online(&[2]);
+        assert_eq!(online(&late), [false, true, false]);
+        assert!(late.members_text().contains("\"n2\": { \"id\": 2, \"online\": 1}"), "{}", late.members_text());
+    }
 
     #[test]
     fn members_text_matches_the_originals_shapes() {

@@ -72,3 +72,62 @@ fn corosync_cluster_replicates_turns_read_only_without_quorum_and_resyncs() {
     assert_eq!(snaps[0], snaps[1], "node1 vs node2\n{}", c.nodes[1].log());
     assert_eq!(snaps[0], snaps[2], "node1 vs node3\n{}", c.nodes[2].log());
 }
+
+/// `.members` lists every node of the cluster online with its own address.
+fn all_online_with_ip(c: &Cluster, m: &serde_json::Value) -> bool {
+    (1..=c.nodes.len() as u32).all(|id| {
+        let n = &m["nodelist"][format!("node{id}")];
+        n["online"] == 1 && n["ip"] == c.ip(id).as_str()
+    })
+}
+
+#[test]
+fn a_node_without_database_imports_corosync_conf_joins_and_members_end_right_with_late_cmap() {
+    // node3 has no database, only etc/corosync/corosync.conf (what `pvecm add` leaves);
+    // node2's cmap answer comes seconds after its first kvstore membership
+    let mut c = Cluster::prepared(3, &[3]);
+    c.nodes[1].extra = vec!["--cmap-delay".into(), "3000".into()];
+    c.start_daemon(0);
+    c.start_daemon(1);
+    // names as long as the original takes them, through the CPG door
+    let names = ["l".repeat(300), "m".repeat(1000)];
+    for n in &names {
+        write_retry(&c.nodes[0].p(n), n.len().to_string().as_bytes());
+    }
+    for n in &names {
+        let p = c.nodes[1].p(n);
+        wait_for("node2 has the long names", 20, || std::fs::read(&p).map(|d| d == n.len().to_string().as_bytes()).unwrap_or(false));
+    }
+    wait_for("node2 (late cmap) shows node1 and node2 online", 30, || {
+        let m = c.members(1);
+        (1..=2).all(|id| m["nodelist"][format!("node{id}")]["online"] == 1)
+    });
+
+    c.start_daemon(2);
+    for n in &names {
+        let p = c.nodes[2].p(n);
+        wait_for("node3 synced the long names", 40, || std::fs::read(&p).map(|d| d == n.len().to_string().as_bytes()).unwrap_or(false));
+    }
+    let log3 = c.nodes[2].log();
+    assert!(log3.contains("imported") && !log3.contains("using local mode"), "{log3}");
+    write_retry(&c.nodes[2].p("from-node3.cfg"), b"3\n");
+    let p = c.nodes[0].p("from-node3.cfg");
+    wait_for("node1 sees node3's write", 20, || p.exists());
+
+    // every node shows every node online, each with its ip (its own included)
+    for i in 0..3 {
+        wait_for(&format!("node{} .members: all online with ip", i + 1), 30, || all_online_with_ip(&c, &c.members(i)));
+    }
+    // a restart with the late cmap answer while the others run ends right as well
+    c.stop_daemon(1);
+    c.start_daemon(1);
+    wait_for("restarted node2 (late cmap): all online with ip", 40, || all_online_with_ip(&c, &c.members(1)));
+
+    let snaps: Vec<_> = c.nodes.iter().map(|n| snapshot(&n.mnt())).collect();
+    assert_eq!(snaps[0], snaps[2], "node1 vs node3\n{}", c.nodes[2].log());
+    // the joined node's database holds the long names and passes `pmxcfs check`
+    c.stop_daemon(2);
+    let db = c.nodes[2].root.path().join("var/lib/pve-cluster/config.db");
+    let out = std::process::Command::new(BIN).args(["check", "--db"]).arg(&db).output().unwrap();
+    assert!(out.status.success(), "check:\n{}", String::from_utf8_lossy(&out.stdout));
+}

@@ -5,8 +5,10 @@
 
 use crate::error::{FsError, FsResult};
 
-/// Longest name component the filesystem accepts (statfs reports 256, the kernel allows 255).
-pub const MAX_NAME_LEN: usize = 255;
+/// Longest name component accepted and advertised (statfs `f_namemax`): the kernel's FUSE
+/// limit (`FUSE_NAME_MAX`), the only one the original has. Names loaded from a database or
+/// received in a sync are not limited at all.
+pub const MAX_NAME_LEN: usize = 1024;
 
 /// Components of a relative path; empty components (`a//b`, leading `/`) are skipped.
 pub fn components(path: &str) -> impl Iterator<Item = &str> {

@@ -224,7 +224,7 @@ impl Tree {
             files: MAX_INODES,
             ffree: MAX_INODES.saturating_sub(self.entries.len() as u64),
             bsize: BLOCK_SIZE as u32,
-            namelen: 256,
+            namelen: path::MAX_NAME_LEN as u32,
         }
     }
 

@@ -50,6 +50,9 @@ fn err(e: &FsError) -> i32 {
 }
 
 fn name_str(name: &OsStr) -> Result<&str, i32> {
+    if name.len() > pmxcfs_backend::path::MAX_NAME_LEN {
+        return Err(libc::ENAMETOOLONG);
+    }
     name.to_str().ok_or(libc::EINVAL)
 }
 
@@ -136,6 +139,9 @@ impl Filesystem for PmxcfsFs {
     }
 
     fn lookup(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEntry) {
+        if name.len() > pmxcfs_backend::path::MAX_NAME_LEN {
+            return reply.error(libc::ENAMETOOLONG);
+        }
         let Ok(name) = name_str(name) else { return reply.error(libc::ENOENT) };
         if parent == fuser::FUSE_ROOT_ID {
             if let Some(i) = self.core.special_index(name) {
@@ -568,5 +574,27 @@ impl Filesystem for PmxcfsFs {
             },
             Err(e) => reply.error(err(&e)),
         });
+    }
+
+    // Calls the original (libfuse 2, no such handlers) answers with ENOSYS, without a log
+    // line: ioctl (every Perl/openssl open does TCGETS; the kernel turns ENOSYS into ENOTTY),
+    // copy_file_range, lseek (SEEK_DATA/SEEK_HOLE) and fallocate (the kernel then stops
+    // asking and falls back to ordinary reads and writes, or answers EOPNOTSUPP).
+
+    fn ioctl(&mut self, _req: &Request<'_>, _ino: u64, _fh: u64, _flags: u32, _cmd: u32, _in_data: &[u8], _out_size: u32, reply: fuser::ReplyIoctl) {
+        reply.error(libc::ENOSYS)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn copy_file_range(&mut self, _req: &Request<'_>, _ino_in: u64, _fh_in: u64, _offset_in: i64, _ino_out: u64, _fh_out: u64, _offset_out: i64, _len: u64, _flags: u32, reply: ReplyWrite) {
+        reply.error(libc::ENOSYS)
+    }
+
+    fn lseek(&mut self, _req: &Request<'_>, _ino: u64, _fh: u64, _offset: i64, _whence: i32, reply: fuser::ReplyLseek) {
+        reply.error(libc::ENOSYS)
+    }
+
+    fn fallocate(&mut self, _req: &Request<'_>, _ino: u64, _fh: u64, _offset: i64, _length: i64, _mode: i32, reply: ReplyEmpty) {
+        reply.error(libc::ENOSYS)
     }
 }

@@ -273,6 +273,30 @@ unsafe extern "C" fn connection_destroyed(c: *mut qb_ipcs_connection_t) {
     }
 }
 
+/// libqb's shm ring chunk header (`[size u32][magic u32]` right before the data; the
+/// format both ends of a ring share, so stable across libqb versions).
+const QB_RB_CHUNK_MAGIC: u32 = 0xA1A1_A1A1;
+const QB_RB_CHUNK_HEADER_SIZE: usize = 8;
+
+/// How many bytes the client really sent: libqb hands `msg_process` the size the request
+/// header claims, but the shm ring chunk holding the request records its true length.
+/// None when the header cannot be read safely (it lies on the previous page, which is only
+/// mapped when the chunk does not start the ring) or is not a live chunk header.
+///
+/// # Safety
+/// `data` points into a mapped request (libqb's `msg_process` argument).
+unsafe fn received_len(data: *mut c_void) -> Option<usize> {
+    let page = usize::try_from(libc::sysconf(libc::_SC_PAGESIZE)).ok().filter(|p| *p >= 4096)?;
+    let addr = data as usize;
+    if addr % page < QB_RB_CHUNK_HEADER_SIZE || !addr.is_multiple_of(4) {
+        return None;
+    }
+    // SAFETY: both words lie on the same (mapped) page as `data` and are 4-byte aligned.
+    let size = ptr::read((addr - 8) as *const u32);
+    let magic = ptr::read((addr - 4) as *const u32);
+    (magic == QB_RB_CHUNK_MAGIC).then_some(size as usize)
+}
+
 unsafe extern "C" fn msg_process(c: *mut qb_ipcs_connection_t, data: *mut c_void, _size: size_t) -> i32 {
     let r = catch_unwind(AssertUnwindSafe(|| msg_process_inner(c, data)));
     if r.is_err() {
@@ -318,15 +342,24 @@ unsafe fn msg_process_inner(c: *mut qb_ipcs_connection_t, data: *mut c_void) {
             REQUEST_HEADER_SIZE
         }
     };
-    let buf = std::slice::from_raw_parts(data as *const u8, len);
     debug!(target: "ipcs", "process msg:{id}, size:{claimed}");
-
+    let received = received_len(data);
     let client = ctx.client;
-    let outcome = match catch_unwind(AssertUnwindSafe(|| dispatch(&*shared.handler, &client, buf))) {
-        Ok(o) => o,
-        Err(_) => {
-            error!(target: "ipcs", "IPC handler panicked on request {id}");
-            Outcome::Reply { id, result: Err(EIO) }
+    let outcome = if received.is_some_and(|r| r < len) {
+        // the header claims bytes the client never sent: what follows in the ring is stale
+        if !ctx.warned {
+            ctx.warned = true;
+            warn!(target: "ipcs", "request {id} claims {claimed} bytes but {} were received from pid {}", received.unwrap_or(0), client.pid);
+        }
+        Outcome::Reply { id, result: Err(libc::EINVAL) }
+    } else {
+        let buf = std::slice::from_raw_parts(data as *const u8, len);
+        match catch_unwind(AssertUnwindSafe(|| dispatch(&*shared.handler, &client, buf))) {
+            Ok(o) => o,
+            Err(_) => {
+                error!(target: "ipcs", "IPC handler panicked on request {id}");
+                Outcome::Reply { id, result: Err(EIO) }
+            }
         }
     };
     let (id, result) = match outcome {

@@ -60,7 +60,7 @@ fn malformed_requests_get_errors_and_the_connection_survives() {
 fn short_messages_and_lying_sizes_never_crash() {
     let (srv, _h, name) = start(FakeHandler::new());
     let mut long = get_config(b"storage.cfg");
-    long = with_size(long, 4096); // claims more than was sent: stale ring bytes, as in C
+    long = with_size(long, 4096); // claims more than was sent: refused, stale ring bytes unread
     let reqs = vec![
         vec![1, 0, 0, 0],              // 4-byte message
         vec![6],                       // 1 byte
@@ -75,10 +75,35 @@ fn short_messages_and_lying_sizes_never_crash() {
     // whatever happened to the odd ones, it was an error reply, a reply, or a closed
     // connection – and the server still answers afterwards
     assert_eq!(r.len(), 5);
+    assert_eq!(err_of(&r[2]), EINVAL, "a request is checked against what was received");
     assert!(r[3].is_err(), "oversized request must fail on the client side");
     assert_eq!(ok_body(&r[4]), VERSION.as_bytes());
     let res = run_client(&name, &[simple(2)], None);
     assert_eq!(ok_body(&res.replies[0]), MEMBERS.as_bytes());
+    drop(srv);
+}
+
+#[test]
+fn requests_are_checked_against_the_bytes_received_not_the_claimed_size() {
+    let (srv, _h, name) = start(FakeHandler::new());
+    // a full GET_CONFIG first leaves its bytes in the ring; then the same request cut short
+    // but still claiming the full size must not be completed from those stale bytes
+    let full = get_config(b"storage.cfg");
+    let size = full.len() as i32;
+    let mut cut = full.clone();
+    cut.truncate(full.len() - 4);
+    let mut trailing = full.clone();
+    trailing.extend_from_slice(b"ignored trailing bytes");
+    let reqs = vec![full.clone(), with_size(cut, size), full.clone(), with_size(trailing, size), simple(1)];
+    let res = run_client(&name, &reqs, None);
+    let r = &res.replies;
+    assert_eq!(r.len(), reqs.len());
+    let good = r[0].as_ref().map(|x| (x.error, x.body.clone())).unwrap();
+    assert_eq!(err_of(&r[1]), EINVAL, "claimed {size} bytes, sent {}", size - 4);
+    for i in [2, 3] {
+        assert_eq!(r[i].as_ref().map(|x| (x.error, x.body.clone())).unwrap(), good, "request {i}");
+    }
+    assert_eq!(ok_body(&r[4]), VERSION.as_bytes());
     drop(srv);
 }
 

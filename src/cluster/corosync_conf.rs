@@ -1,10 +1,11 @@
 //! Keeps the host's corosync.conf in step with the cluster's copy in the tree
 //! (`dcdb_sync_corosync_conf`): written when the tree's copy differs and its
-//! `config_version` is not lower than the host file's.
+//! `config_version` is not lower than the host file's; and imports the host file into a
+//! database created at start (what `pvecm add` relies on).
 
 use std::path::{Path, PathBuf};
 
-use pmxcfs_backend::Database;
+use pmxcfs_backend::{Database, Durability, FsResult, Op, Stamp};
 use tracing::{info, warn};
 
 /// `totem { config_version: N }` of a corosync.conf text (0 if absent).
@@ -48,11 +49,36 @@ pub fn sync(db: &Database, host: &Path) -> bool {
     }
 }
 
+/// A database created by this start (not `-l`) takes the host's corosync.conf, if there is
+/// one, as `/corosync.conf` (create, then write with truncate, writer 0, mtime now), so the
+/// node starts in cluster mode. Returns true if it imported.
+pub fn import_into_new_db(db: &Database, host: &Path) -> FsResult<bool> {
+    let Ok(data) = std::fs::read(host) else { return Ok(false) };
+    let stamp = Stamp { writer: 0, mtime: pmxcfs_backend::now_secs() };
+    let path = "corosync.conf".to_string();
+    db.apply(&Op::Create { path: path.clone() }, stamp, Durability::Commit)?;
+    db.apply(&Op::Write { path, offset: 0, data, truncate: true }, stamp, Durability::Commit)?;
+    info!(target: "main", "imported '{}' into the new database", host.display());
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
     fn config_version_is_read_from_totem() {
         assert_eq!(super::config_version("totem {\n  cluster_name: x\n  config_version: 7\n}\n"), 7);
         assert_eq!(super::config_version("totem {}\n"), 0);
+    }
+
+    #[test]
+    fn a_new_database_imports_the_host_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = pmxcfs_backend::Database::open(&dir.path().join("config.db"), Default::default()).unwrap();
+        assert!(!super::import_into_new_db(&db, &dir.path().join("missing.conf")).unwrap());
+        assert!(db.tree().lookup("corosync.conf").is_none());
+        let host = dir.path().join("corosync.conf");
+        std::fs::write(&host, b"totem {\n  config_version: 3\n}\n").unwrap();
+        assert!(super::import_into_new_db(&db, &host).unwrap());
+        assert_eq!(db.tree().read("corosync.conf").unwrap().as_slice(), b"totem {\n  config_version: 3\n}\n");
     }
 }

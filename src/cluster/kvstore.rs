@@ -2,7 +2,7 @@
 //! the `pve_kvstore_v1` CPG group (DFSM protocol version 0).
 //!
 //! State = the cluster-log ring; on sync every member is synced at once after merging all
-//! logs, then re-publishes its local kv entries; entering SYNCED publishes `nodeip`. A
+//! logs, then re-publishes its local kv entries; entering SYNCED stores and publishes `nodeip`. A
 //! node's own messages are ignored on delivery (they were applied before sending).
 
 use std::sync::Arc;
@@ -99,6 +99,10 @@ impl Application for KvstoreApp {
         }
         let mut data = ip.into_bytes();
         data.push(0);
+        // kept locally too (`cfs_status_set`), so this node's own `.members` shows its ip
+        if let Err(errno) = self.status.set_local("nodeip", &data) {
+            warn!(target: "status", "unable to store nodeip: {}", std::io::Error::from_raw_os_error(errno));
+        }
         debug!(target: "status", "publishing nodeip");
         if let Some(p) = update_payload("nodeip", &data) {
             ctx.send_normal(SUBTYPE_UPDATE, &p);

@@ -3,7 +3,9 @@
 
 use std::net::ToSocketAddrs;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use pmxcfs_backend::Database;
 use pmxcfs_dfsm::transport::{CmapTracker, GroupConfig, GroupRunner, QuorumTracker};
@@ -34,6 +36,10 @@ pub struct ClusterOptions {
     pub host_corosync_conf: PathBuf,
     /// dcdb VERIFY_REQUEST period (the original: 3600 s).
     pub verify_interval: u32,
+    /// Test hook: the first cmap answer is installed this much later.
+    pub cmap_delay: Duration,
+    /// Published `nodeip` instead of the node name's address.
+    pub node_ip: Option<String>,
 }
 
 impl ClusterServices {
@@ -41,7 +47,12 @@ impl ClusterServices {
         let quorate = status.quorate.clone();
         let quorum = QuorumTracker::spawn_with_flag(quorate.clone(), None)?;
         let st = status.clone();
+        let first = AtomicBool::new(true);
+        let delay = opts.cmap_delay;
         let cmap = CmapTracker::spawn(Some(Box::new(move |info| {
+            if first.swap(false, Ordering::SeqCst) && !delay.is_zero() {
+                std::thread::sleep(delay);
+            }
             st.set_cluster_info(ClusterInfo {
                 name: info.cluster_name.clone(),
                 config_version: info.config_version,
@@ -56,7 +67,7 @@ impl ClusterServices {
         corosync_conf::sync(&db, &opts.host_corosync_conf);
         let dcdb_cfg = GroupConfig { verify_interval: Some(opts.verify_interval), ..GroupConfig::dcdb() };
         let dcdb = GroupRunner::spawn(dcdb_cfg, DcdbApp::new(db.clone(), quorate.clone(), Some(hook)))?;
-        let ip = lookup_node_ip(&status.nodename).unwrap_or_else(|| {
+        let ip = opts.node_ip.clone().or_else(|| lookup_node_ip(&status.nodename)).unwrap_or_else(|| {
             warn!(target: "main", "unable to resolve node name '{}' to a non-loopback IP address - not publishing nodeip", status.nodename);
             String::new()
         });

@@ -18,6 +18,8 @@ pub struct Node {
     pub id: u32,
     pub root: tempfile::TempDir,
     pub child: Option<Child>,
+    /// Extra daemon arguments for every start of this node.
+    pub extra: Vec<String>,
 }
 
 impl Node {
@@ -46,7 +48,18 @@ impl Cluster {
         assert!(out.status.success(), "cluster.sh {args:?} failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     }
 
+    /// N corosync nodes, each with a pmxcfs-ng seeded with the cluster's corosync.conf, all running.
     pub fn up(n: u32) -> Cluster {
+        let mut c = Cluster::prepared(n, &[]);
+        for i in 0..n as usize {
+            c.start_daemon(i);
+        }
+        c
+    }
+
+    /// Corosync running on N nodes; no daemon started. Nodes in `fresh` get a root holding
+    /// only etc/corosync/corosync.conf (what `pvecm add` leaves), the others a seeded database.
+    pub fn prepared(n: u32, fresh: &[u32]) -> Cluster {
         require_root();
         let tag = std::process::id() % 200 + 20;
         let base = PathBuf::from(format!("/tmp/pmxcfs-ng-coro-{}", std::process::id()));
@@ -63,17 +76,31 @@ impl Cluster {
         let conf = std::fs::read(c.base.join("n1/corosync.conf")).expect("harness corosync.conf");
         for id in 1..=n {
             let root = tempfile::Builder::new().prefix("pmxcfs-cluster.").tempdir().unwrap();
+            if fresh.contains(&id) {
+                std::fs::create_dir_all(root.path().join("etc/corosync")).unwrap();
+                std::fs::write(root.path().join("etc/corosync/corosync.conf"), &conf).unwrap();
+                c.nodes.push(Node { id, root, child: None, extra: Vec::new() });
+                continue;
+            }
             // seed the database in local mode with the cluster's corosync.conf (like `pvecm create`)
             let mut seed = Daemon::start_in_root(root, &["--nodename", &format!("node{id}")]);
             std::fs::write(seed.p("corosync.conf"), &conf).unwrap();
             assert_eq!(seed.stop(), 0);
             let root = seed.take_root();
-            c.nodes.push(Node { id, root, child: None });
-        }
-        for i in 0..n as usize {
-            c.start_daemon(i);
+            c.nodes.push(Node { id, root, child: None, extra: Vec::new() });
         }
         c
+    }
+
+    /// Node `id`'s corosync address (cluster.sh: NET.id).
+    pub fn ip(&self, id: u32) -> String {
+        let net = &self.env.iter().find(|(k, _)| k == "CORO_NET").expect("CORO_NET").1;
+        format!("{net}.{id}")
+    }
+
+    /// `.members` of node index `i`, parsed.
+    pub fn members(&self, i: usize) -> serde_json::Value {
+        std::fs::read(self.nodes[i].p(".members")).ok().and_then(|d| serde_json::from_slice(&d).ok()).unwrap_or_default()
     }
 
     pub fn start_daemon(&mut self, i: usize) {
@@ -82,6 +109,7 @@ impl Cluster {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(root.join("daemon.log")).unwrap();
         let mut cmd = Command::new("bash");
         cmd.arg(harness()).args(["netexec", &id.to_string(), BIN, "-f", "--nodename", &format!("node{id}"), "--root"]).arg(&root);
+        cmd.args(["--node-ip", &self.ip(id)]).args(&self.nodes[i].extra);
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log);
         let child = cmd.spawn().unwrap();
