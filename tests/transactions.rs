@@ -88,9 +88,9 @@ fn a_1mib_write_reaches_the_daemon_in_big_chunks() {
 #[test]
 fn names_the_kernel_refuses_get_the_usual_errors() {
     let d = Daemon::start(&[]);
-    let long = "x".repeat(256);
+    let long = "x".repeat(1025);
     assert_eq!(errno(&std::fs::write(d.p(&long), b"").unwrap_err()), libc::ENAMETOOLONG);
-    std::fs::write(d.p(&"y".repeat(255)), b"ok").unwrap();
+    std::fs::write(d.p(&"y".repeat(1024)), b"ok").unwrap();
     assert_eq!(errno(&std::fs::create_dir(d.p(".")).unwrap_err()), libc::EEXIST);
     assert_eq!(errno(&std::fs::write(d.p(".version/x"), b"").unwrap_err()), libc::ENOTDIR);
     assert_eq!(errno(&std::fs::create_dir(d.p("local/x")).unwrap_err()), libc::ENOENT, "the symlink's target does not exist yet");
