@@ -204,6 +204,16 @@ fn cpu_secs(pid: u32) -> f64 {
     ticks as f64 / hz
 }
 
+/// Context switches (voluntary + involuntary) of all threads of `pid`.
+fn ctx_switches(pid: u32) -> u64 {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
+    tasks
+        .flatten()
+        .filter_map(|t| fs::read_to_string(t.path().join("status")).ok())
+        .map(|s| s.lines().filter(|l| l.contains("ctxt_switches:")).filter_map(|l| l.split(':').nth(1)?.trim().parse::<u64>().ok()).sum::<u64>())
+        .sum()
+}
+
 /// A `/proc/PID/status` field in bytes (VmRSS, VmHWM).
 fn status_bytes(pid: u32, field: &str) -> u64 {
     fs::read_to_string(format!("/proc/{pid}/status"))
@@ -338,6 +348,34 @@ impl Drop for Daemon {
     }
 }
 
+/// A daemon's root on the disk under test; its `run` directory (pid file, crash copies of
+/// open files) is on tmpfs as on a real host. Drop removes both.
+struct Root {
+    dir: tempfile::TempDir,
+    shm: PathBuf,
+}
+
+impl Root {
+    fn new(base: &Path, name: &str) -> io::Result<Root> {
+        let dir = tempfile::Builder::new().prefix(&format!("{name}.")).tempdir_in(base)?;
+        let tag = dir.path().file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let shm = PathBuf::from(format!("/dev/shm/pmxcfs-scale-{tag}"));
+        fs::create_dir_all(shm.join("pve-cluster"))?;
+        std::os::unix::fs::symlink(&shm, dir.path().join("run"))?;
+        Ok(Root { dir, shm })
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Root {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.shm);
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Workload
 
@@ -430,6 +468,7 @@ fn run_local(p: &Params, spec: &DaemonSpec, root: &Path) -> io::Result<Map<Strin
 
     // create
     let c0 = d.quiet_cpu()?;
+    let x0 = ctx_switches(d.pid);
     let t0 = Instant::now();
     for i in 0..p.files {
         if i % 1000 == 0 {
@@ -440,11 +479,13 @@ fn run_local(p: &Params, spec: &DaemonSpec, root: &Path) -> io::Result<Map<Strin
     let wall = t0.elapsed().as_secs_f64();
     let cpu = d.quiet_cpu()? - c0;
     put("create_cpu_s", cpu);
+    put("create_ctx_per_file", (ctx_switches(d.pid) - x0) as f64 / p.files as f64);
     put("create_cpu_us_per_file", cpu * 1e6 / p.files as f64);
     put("create_per_s", p.files as f64 / wall);
 
     // cat
     let c0 = d.quiet_cpu()?;
+    let x0 = ctx_switches(d.pid);
     let t0 = Instant::now();
     let mut bytes = 0usize;
     for i in 0..p.files {
@@ -459,12 +500,14 @@ fn run_local(p: &Params, spec: &DaemonSpec, root: &Path) -> io::Result<Map<Strin
         return Err(other(format!("cat read {bytes} bytes, expected {}", p.files * p.size)));
     }
     put("cat_cpu_s", cpu);
+    put("cat_ctx_per_file", (ctx_switches(d.pid) - x0) as f64 / p.files as f64);
     put("cat_cpu_us_per_file", cpu * 1e6 / p.files as f64);
     put("cat_per_s", p.files as f64 / wall);
 
     // overwrite
     let step = (p.files / p.overwrites).max(1);
     let c0 = d.quiet_cpu()?;
+    let x0 = ctx_switches(d.pid);
     let t0 = Instant::now();
     for k in 0..p.overwrites {
         if k % 1000 == 0 {
@@ -476,6 +519,7 @@ fn run_local(p: &Params, spec: &DaemonSpec, root: &Path) -> io::Result<Map<Strin
     let wall = t0.elapsed().as_secs_f64();
     let cpu = d.quiet_cpu()? - c0;
     put("overwrite_cpu_s", cpu);
+    put("overwrite_ctx_per_file", (ctx_switches(d.pid) - x0) as f64 / p.overwrites as f64);
     put("overwrite_cpu_us_per_file", cpu * 1e6 / p.overwrites as f64);
     put("overwrite_per_s", p.overwrites as f64 / wall);
 
@@ -559,6 +603,9 @@ const ROWS: &[(&str, &str, &str, bool)] = &[
     ("create_cpu_us_per_file", "  per file", "µs", true),
     ("overwrite_cpu_s", "daemon CPU for the overwrites", "s", true),
     ("overwrite_cpu_us_per_file", "  per overwrite", "µs", true),
+    ("cat_ctx_per_file", "daemon context switches per cat", "", true),
+    ("create_ctx_per_file", "daemon context switches per create", "", true),
+    ("overwrite_ctx_per_file", "daemon context switches per overwrite", "", true),
     ("create_per_s", "create rate", "/s", false),
     ("cat_per_s", "cat rate", "/s", false),
     ("overwrite_per_s", "overwrite rate", "/s", false),
@@ -600,6 +647,7 @@ fn fmt_val(v: Option<f64>, unit: &str) -> String {
     match v {
         None => "—".into(),
         Some(x) if unit == "/s" => format!("{x:.0}/s"),
+        Some(x) if unit.is_empty() && x.fract() != 0.0 => format!("{x:.1}"),
         Some(x) if unit.is_empty() => format!("{x:.0}"),
         Some(x) if x.abs() >= 100.0 => format!("{x:.0} {unit}"),
         Some(x) if x.abs() >= 10.0 => format!("{x:.1} {unit}"),
@@ -675,7 +723,7 @@ fn run(p: &Params) -> Result<(), String> {
     let mut errors: Vec<String> = Vec::new();
     for round in 0..p.rounds {
         for (i, spec) in p.daemons.iter().enumerate() {
-            let root = tempfile::Builder::new().prefix(&format!("{}.", spec.name)).tempdir_in(&p.base).map_err(|e| e.to_string())?;
+            let root = Root::new(&p.base, &spec.name).map_err(|e| e.to_string())?;
             eprintln!("scale: round {}/{} {} ({} files in {} dirs) ...", round + 1, p.rounds, spec.name, p.files, p.dirs);
             let t0 = Instant::now();
             match run_local(p, spec, root.path()) {

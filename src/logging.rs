@@ -26,6 +26,8 @@ pub struct LogControl {
 impl LogControl {
     pub fn set_debug(&self, on: bool) {
         self.debug.store(on, Ordering::SeqCst);
+        // records of the `log` crate (fuser logs every request at debug) stop in the macro
+        log::set_max_level(if on { log::LevelFilter::Debug } else { log::LevelFilter::Warn });
     }
     pub fn debug(&self) -> bool {
         self.debug.load(Ordering::SeqCst)
@@ -71,27 +73,54 @@ fn level_name(l: &Level) -> (&'static str, libc::c_int) {
     }
 }
 
+/// The original's tag of a target: our crates map to their tags; None for library targets
+/// (fuser, rusqlite) and for records bridged from the `log` crate (target "log").
+fn crate_tag(target: &str) -> Option<&'static str> {
+    [("pmxcfs_dfsm", "dfsm"), ("pmxcfs_status", "status"), ("pmxcfs_ipc", "ipcs"), ("pmxcfs_backend", "database"), ("pmxcfs_fuse", "fuse"), ("pmxcfs_ng", "main")]
+        .iter()
+        .find(|(prefix, _)| target.starts_with(prefix))
+        .map(|(_, tag)| *tag)
+}
+
+fn is_ours(target: &str) -> bool {
+    crate_tag(target).is_some() || (!target.contains("::") && target != "log")
+}
+
+impl OriginalStyle {
+    /// Whether a record of `meta` prints: library noise (fuser, rusqlite) only with debug on,
+    /// and never below warn otherwise; trace never.
+    fn wanted(&self, meta: &tracing::Metadata<'_>) -> bool {
+        let level = *meta.level();
+        if level == Level::TRACE {
+            return false;
+        }
+        if level <= Level::WARN {
+            return true;
+        }
+        self.ctl.debug() || (level == Level::INFO && is_ours(meta.target()))
+    }
+}
+
 impl<S: Subscriber> Layer<S> for OriginalStyle {
+    // Debug output is switched at runtime: callsites are asked every time (`enabled`, a level
+    // compare and an atomic load), never cached as "never", so an unwanted record costs no
+    // formatting and no dispatch.
+    fn register_callsite(&self, _meta: &'static tracing::Metadata<'static>) -> tracing::subscriber::Interest {
+        tracing::subscriber::Interest::sometimes()
+    }
+
+    fn enabled(&self, meta: &tracing::Metadata<'_>, _ctx: Context<'_, S>) -> bool {
+        self.wanted(meta)
+    }
+
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
         let meta = event.metadata();
         let target = meta.target();
-        // Library noise (fuser, rusqlite) only with debug on, and never below warn otherwise.
-        // Our crates' module paths map to the original's tags; records bridged from the
-        // `log` crate (fuser) arrive with target "log".
-        let crate_tag = [("pmxcfs_dfsm", "dfsm"), ("pmxcfs_status", "status"), ("pmxcfs_ipc", "ipcs"), ("pmxcfs_backend", "database"), ("pmxcfs_fuse", "fuse"), ("pmxcfs_ng", "main")]
-            .iter()
-            .find(|(prefix, _)| target.starts_with(prefix))
-            .map(|(_, tag)| *tag);
-        let ours = crate_tag.is_some() || (!target.contains("::") && target != "log");
-        if *meta.level() > Level::INFO && !self.ctl.debug() {
+        if !self.wanted(meta) {
             return;
         }
-        if !ours && *meta.level() > Level::WARN && !self.ctl.debug() {
-            return;
-        }
-        if *meta.level() == Level::TRACE {
-            return;
-        }
+        let crate_tag = crate_tag(target);
+        let ours = is_ours(target);
         let mut v = MessageVisitor::default();
         event.record(&mut v);
         let tag = match crate_tag {
@@ -125,10 +154,11 @@ impl<S: Subscriber> Layer<S> for OriginalStyle {
 /// Installs the global logger; returns its switches.
 pub fn init(debug: bool) -> Arc<LogControl> {
     let ctl = Arc::new(LogControl::default());
-    ctl.set_debug(debug);
     ctl.stderr.store(true, Ordering::SeqCst);
     ctl.journal_prefix.store(stderr_is_journal(), Ordering::SeqCst);
     let _ = tracing_subscriber::registry().with(OriginalStyle { ctl: ctl.clone() }).try_init();
+    // after try_init: its `log` bridge sets the `log` crate's maximum level too
+    ctl.set_debug(debug);
     ctl
 }
 

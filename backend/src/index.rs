@@ -79,3 +79,75 @@ pub fn encode_index<'a>(root: &Entry, sorted_entries: impl Iterator<Item = &'a E
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// A borrowed, checked view of an encoded index: header fields, then the `(inode, digest)`
+/// entries in strictly increasing inode order.
+#[derive(Debug, Clone, Copy)]
+pub struct IndexView<'a> {
+    pub version: u64,
+    pub last_inode: u64,
+    pub writer: u32,
+    pub mtime: u32,
+    body: &'a [u8],
+}
+
+impl<'a> IndexView<'a> {
+    /// Checks the layout (lengths, counts, sorted inodes, `last_inode`) of `bytes`.
+    pub fn parse(bytes: &'a [u8]) -> Result<IndexView<'a>, String> {
+        let header = bytes.get(..INDEX_HEADER_LEN).ok_or("index shorter than its header")?;
+        let u64_at = |o: usize| u64::from_le_bytes(header[o..o + 8].try_into().expect("8 bytes"));
+        let u32_at = |o: usize| u32::from_le_bytes(header[o..o + 4].try_into().expect("4 bytes"));
+        let count = u32_at(24) as usize;
+        let size = u32_at(28) as usize;
+        if size != bytes.len() || size != INDEX_HEADER_LEN + count * INDEX_ENTRY_LEN {
+            return Err(format!("index of {} bytes claims {size} bytes and {count} entries", bytes.len()));
+        }
+        let view = IndexView { version: u64_at(0), last_inode: u64_at(8), writer: u32_at(16), mtime: u32_at(20), body: &bytes[INDEX_HEADER_LEN..] };
+        let mut prev: Option<u64> = None;
+        for i in 0..count {
+            let ino = view.inode(i);
+            if prev.is_some_and(|p| p >= ino) {
+                return Err(format!("index entries not sorted at inode {ino}"));
+            }
+            prev = Some(ino);
+        }
+        if prev.unwrap_or(0) != view.last_inode {
+            return Err(format!("index last_inode {} but its highest entry is {}", view.last_inode, prev.unwrap_or(0)));
+        }
+        Ok(view)
+    }
+
+    pub fn len(&self) -> usize {
+        self.body.len() / INDEX_ENTRY_LEN
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.body.is_empty()
+    }
+
+    /// Inode of entry `i`.
+    pub fn inode(&self, i: usize) -> u64 {
+        let o = i * INDEX_ENTRY_LEN;
+        u64::from_le_bytes(self.body[o..o + 8].try_into().expect("8 bytes"))
+    }
+
+    /// Digest of entry `i`.
+    pub fn digest(&self, i: usize) -> &'a [u8] {
+        let o = i * INDEX_ENTRY_LEN + 8;
+        &self.body[o..o + 32]
+    }
+
+    /// Whether `inode` is listed (binary search).
+    pub fn contains(&self, inode: u64) -> bool {
+        let (mut lo, mut hi) = (0, self.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            match self.inode(mid).cmp(&inode) {
+                std::cmp::Ordering::Equal => return true,
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+            }
+        }
+        false
+    }
+}

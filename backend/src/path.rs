@@ -17,6 +17,9 @@ pub fn components(path: &str) -> impl Iterator<Item = &str> {
 
 /// Normalizes a path to the canonical relative form (`/a//b/` → `a/b`).
 pub fn normalize(path: &str) -> String {
+    if !path.starts_with('/') && !path.ends_with('/') && !path.contains("//") {
+        return path.to_string();
+    }
     components(path).collect::<Vec<_>>().join("/")
 }
 
