@@ -217,20 +217,31 @@ impl Tree {
     }
 
     /// The relative path of an inode (`""` for the root); None if it is not in the tree.
+    /// One allocation: the length is summed on a first walk up, the names are copied in
+    /// from the end on a second.
     pub fn path_of(&self, inode: u64) -> Option<String> {
-        let mut parts = Vec::new();
+        let mut len = 0usize;
         let mut cur = self.entries.get(&inode)?;
-        let mut guard = 0;
+        let mut depth = 0;
         while cur.inode != 0 {
-            parts.push(cur.name.as_str());
+            len += cur.name.len() + 1;
             cur = self.entries.get(&cur.parent)?;
-            guard += 1;
-            if guard > 4096 {
+            depth += 1;
+            if depth > 4096 {
                 return None;
             }
         }
-        parts.reverse();
-        Some(parts.join("/"))
+        let mut buf = vec![b'/'; len.saturating_sub(1)];
+        let mut end = buf.len();
+        let mut cur = &self.entries[&inode];
+        while cur.inode != 0 {
+            let start = end - cur.name.len();
+            buf[start..end].copy_from_slice(cur.name.as_bytes());
+            end = start.saturating_sub(1);
+            cur = &self.entries[&cur.parent];
+        }
+        // names are whole UTF-8 strings joined by '/'
+        String::from_utf8(buf).ok()
     }
 
     /// File contents; directories and missing paths are ENOENT (like `memdb_read`).

@@ -3,7 +3,7 @@
 //! the [`Context`] through which callbacks read the local identity and send
 //! messages. Nothing here does I/O; sends become [`Action::Multicast`].
 
-use crate::types::{Action, MemberId};
+use crate::types::{Action, MemberId, MessageStream};
 use crate::wire::frame::{encode_normal, encode_state};
 use crate::wire::{Epoch, MessageType};
 
@@ -95,6 +95,14 @@ impl Outbox {
         );
         self.actions.push(Action::Multicast { bytes, count: None });
     }
+
+    /// STATE messages of `kind` around `payloads`, encoded lazily with this step's header
+    /// fields (time, sync epoch).
+    pub(crate) fn send_state_stream(&mut self, kind: MessageType, payloads: impl Iterator<Item = Vec<u8>> + Send + 'static) {
+        let (version, now, epoch) = (self.protocol_version, self.now, self.sync_epoch);
+        let stream = MessageStream::new(payloads.map(move |p| encode_state(version, kind, now, epoch, &p)));
+        self.actions.push(Action::MulticastStream(stream));
+    }
 }
 
 /// Handed to every application callback.
@@ -123,6 +131,12 @@ impl Context<'_> {
     /// Data leader: send one UPDATE with the current sync epoch.
     pub fn send_update(&mut self, payload: &[u8]) {
         self.out.send_state(MessageType::Update, payload);
+    }
+    /// Data leader: send one UPDATE per payload, each made (and encoded) only when the host
+    /// gets to send it, so a full sync never sits in memory encoded. Ordered before
+    /// everything sent after this call.
+    pub fn send_updates(&mut self, payloads: impl Iterator<Item = Vec<u8>> + Send + 'static) {
+        self.out.send_state_stream(MessageType::Update, payloads);
     }
     /// Data leader: send UPDATE_COMPLETE with the current sync epoch.
     pub fn send_update_complete(&mut self) {

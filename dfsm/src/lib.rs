@@ -27,4 +27,4 @@ pub mod wire;
 
 pub use app::{AppError, Application, Context, Delivered, NormalMessage, SyncMember};
 pub use machine::{Config, Dfsm};
-pub use types::{Action, MemberId, Mode, Outcome};
+pub use types::{Action, MemberId, MessageStream, Mode, Outcome};

@@ -416,6 +416,13 @@ impl<A: Application> Sim<A> {
                         }
                     }
                 }
+                Action::MulticastStream(stream) => {
+                    let mut msgs: Vec<Action> = std::iter::from_fn(|| stream.next_message()).map(|bytes| Action::Multicast { bytes, count: None }).collect();
+                    msgs.reverse();
+                    for m in msgs {
+                        queue.push_front(m);
+                    }
+                }
                 Action::Answer { count, outcome } => p.answers.push((count, outcome)),
                 Action::ModeChanged(m) => self.log(id, TraceKind::Mode(m)),
                 Action::Leave => {

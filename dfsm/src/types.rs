@@ -2,6 +2,7 @@
 //! simulator: process identity, modes, request outcomes and actions.
 
 use std::fmt;
+use std::sync::{Arc, Mutex};
 
 /// A CPG process: `(nodeid, pid)`. Ordered by nodeid, then pid, which is the
 /// order the original sorts its sync members in.
@@ -71,6 +72,10 @@ pub enum Action {
     /// `cpg_mcast_joined(CPG_TYPE_AGREED)` these bytes. `count` is set for
     /// NORMAL messages (the sender's counter value in the header).
     Multicast { bytes: Vec<u8>, count: Option<u64> },
+    /// `cpg_mcast_joined(CPG_TYPE_AGREED)` each message the stream yields, in order,
+    /// before anything queued after it: a data leader's UPDATEs, encoded one at a time
+    /// while they are sent instead of all up front.
+    MulticastStream(MessageStream),
     /// Wake the local caller that waits for message `count`.
     Answer { count: u64, outcome: Outcome },
     /// The mode entered the error class: the host must `cpg_leave` the
@@ -80,3 +85,33 @@ pub enum Action {
     /// The mode changed (informational, e.g. for read-only decisions).
     ModeChanged(Mode),
 }
+
+/// Messages made one at a time, as the host sends them (see [`Action::MulticastStream`]).
+/// Clones share the stream; equality is identity.
+#[derive(Clone)]
+pub struct MessageStream(Arc<Mutex<Box<dyn Iterator<Item = Vec<u8>> + Send>>>);
+
+impl MessageStream {
+    pub fn new(messages: impl Iterator<Item = Vec<u8>> + Send + 'static) -> MessageStream {
+        MessageStream(Arc::new(Mutex::new(Box::new(messages))))
+    }
+
+    /// The next encoded message; None once the stream is exhausted.
+    pub fn next_message(&self) -> Option<Vec<u8>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).next()
+    }
+}
+
+impl fmt::Debug for MessageStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MessageStream")
+    }
+}
+
+impl PartialEq for MessageStream {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for MessageStream {}

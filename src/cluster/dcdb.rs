@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use pmxcfs_backend::{path as tree_path, Content, Database, Durability, Entry, Op, Stamp};
+use pmxcfs_backend::{now_secs, path as tree_path, Content, Database, Durability, Entry, Op, Stamp};
 use pmxcfs_dfsm::wire::dcdb::{DcdbMessage, DcdbSubtype, FuseOp, Unlock};
 use pmxcfs_dfsm::wire::index::MemdbIndex;
 use pmxcfs_dfsm::wire::update::{InodeRecord, DT_DIR};
@@ -67,6 +67,15 @@ pub fn entry_from_record(r: &InodeRecord<'_>) -> Result<Entry, String> {
     let name = std::str::from_utf8(r.name).map_err(|_| format!("inode {} has a non-UTF-8 name", r.inode))?;
     let content = if r.entry_type == DT_DIR { Content::Dir(Default::default()) } else { Content::File(Arc::new(r.data.to_vec())) };
     Ok(Entry { inode: r.inode, parent: r.parent, version: r.version, writer: r.writer, mtime: r.mtime, name: name.to_string(), content })
+}
+
+/// An entry without its children table (what an UPDATE carries); file bytes are shared.
+fn entry_header(e: &Entry) -> Entry {
+    let content = match &e.content {
+        Content::File(d) => Content::File(d.clone()),
+        Content::Dir(_) => Content::Dir(Default::default()),
+    };
+    Entry { inode: e.inode, parent: e.parent, version: e.version, writer: e.writer, mtime: e.mtime, name: e.name.clone(), content }
 }
 
 fn record_of(e: &Entry) -> InodeRecord<'_> {
@@ -224,15 +233,20 @@ impl Application for DcdbApp {
         }
         let mut inodes: Vec<u64> = send.into_iter().collect();
         inodes.sort_unstable();
-        let tree = self.db.tree();
-        for ino in inodes {
-            let Some(e) = tree.get(ino) else { continue };
-            match record_of(e).encode() {
-                Ok(payload) => ctx.send_update(&payload),
-                Err(err) => warn!(target: "dcdb", "unable to encode inode {ino}: {err}"),
+        // A snapshot of the entries to send (file bytes shared, not copied; no children
+        // tables), encoded one at a time while the transport sends them: the tree may move on
+        // once this node is synced, the updates must be the state the index described.
+        let snapshot: Vec<Entry> = {
+            let tree = self.db.tree();
+            inodes.iter().filter_map(|ino| tree.get(*ino)).map(entry_header).collect()
+        };
+        ctx.send_updates(snapshot.into_iter().filter_map(|e| match record_of(&e).encode() {
+            Ok(payload) => Some(payload),
+            Err(err) => {
+                warn!(target: "dcdb", "unable to encode inode {}: {err}", e.inode);
+                None
             }
-        }
-        drop(tree);
+        }));
         ctx.send_update_complete();
         Ok(())
     }
@@ -245,15 +259,25 @@ impl Application for DcdbApp {
     }
 
     fn commit(&mut self, _ctx: &mut Context<'_>, _members: &[SyncMember]) -> Result<(), AppError> {
-        let leader = self.leader_index.clone().ok_or_else(|| AppError::Leave("commit without leader state".into()))?;
-        let idx = MemdbIndex::decode(&leader).map_err(|e| AppError::Leave(e.to_string()))?;
-        let keep: HashSet<u64> = idx.entries.iter().map(|e| e.inode).collect();
+        let leader = self.leader_index.take().ok_or_else(|| AppError::Leave("commit without leader state".into()))?;
         let updates = std::mem::take(&mut self.updates);
         info!(target: "dcdb", "update complete - trying to commit (got {} inode updates)", updates.len());
-        self.db.apply_resync(&leader, &keep, updates).map_err(|e| {
+        let failed = |e: String| {
             warn!(target: "dcdb", "commit failed: {e}");
             AppError::Leave(e)
-        })?;
+        };
+        if self.db.failed() {
+            return Err(failed("database is in error state".into()));
+        }
+        // Checked (one pass over the index) under the read lock: readers go on meanwhile. The
+        // write lock is held only to apply the K updates; the transaction runs after it.
+        let plan = self.db.tree().plan_resync(&leader, updates).map_err(failed)?;
+        let outcome = self.db.with_tree_mut(|t| t.apply_resync(plan, &leader, now_secs())).map_err(failed)?;
+        for (vmid, kept, ignored) in &outcome.duplicate_vmids {
+            warn!(target: "database", "detected duplicate VMID {vmid}: '{kept}' and '{ignored}' (using the first)");
+        }
+        self.db.commit().map_err(|e| failed(format!("resync commit failed: {e}")))?;
+        info!(target: "database", "resync: {} entries written, {} deleted, version {}", outcome.written, outcome.deleted.len(), self.db.tree().version());
         if let Some(hook) = &self.corosync_conf_hook {
             hook(&self.db, false);
         }

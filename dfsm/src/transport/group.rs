@@ -29,7 +29,7 @@ use super::cpg::{CpgEvent, CpgHandle, CsError, GroupName, DCDB_GROUP, KVSTORE_GR
 use super::{poll2, unix_now, LogThrottle, Waker};
 use crate::app::Application;
 use crate::machine::{Config, Dfsm};
-use crate::types::{Action, MemberId, Mode, Outcome};
+use crate::types::{Action, MemberId, MessageStream, Mode, Outcome};
 
 /// Why a send did not produce an application result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -349,9 +349,12 @@ impl<A> Drop for Inner<A> {
 // ----- the runner thread ------------------------------------------------------
 
 struct Outgoing {
+    /// Empty while a stream's next message has not been made yet.
     bytes: Vec<u8>,
     count: Option<u64>,
     tries: u32,
+    /// Set for a [`MessageStream`]: the entry stays queued until the stream is exhausted.
+    stream: Option<MessageStream>,
 }
 
 struct Runner<A> {
@@ -626,6 +629,16 @@ impl<A: Application> Runner<A> {
                         bytes,
                         count,
                         tries: 0,
+                        stream: None,
+                    });
+                    q.extend(self.flush());
+                }
+                Action::MulticastStream(stream) => {
+                    self.outq.push_back(Outgoing {
+                        bytes: Vec::new(),
+                        count: None,
+                        tries: 0,
+                        stream: Some(stream),
                     });
                     q.extend(self.flush());
                 }
@@ -654,11 +667,25 @@ impl<A: Application> Runner<A> {
             return out;
         }
         while let Some(m) = self.outq.front_mut() {
+            if m.bytes.is_empty() {
+                // a stream: make its next message now; done when it has none
+                match m.stream.as_ref().and_then(MessageStream::next_message) {
+                    Some(bytes) => {
+                        m.bytes = bytes;
+                        m.tries = 0;
+                    }
+                    None => {
+                        self.outq.pop_front();
+                        continue;
+                    }
+                }
+            }
             let res = match self.cpg.as_mut() {
                 Some(c) if self.joined => c.try_mcast_agreed(&m.bytes),
                 _ => Err(CsError::NOT_EXIST),
             };
             match res {
+                Ok(()) if m.stream.is_some() => m.bytes = Vec::new(),
                 Ok(()) => {
                     self.outq.pop_front();
                 }
