@@ -374,8 +374,26 @@ impl Root {
 
 impl Drop for Root {
     fn drop(&mut self) {
+        // c-local.sh's self-bind of ROOT/etc goes with its reaper, maybe after us: detach
+        // whatever is still mounted under the root (deepest first) before it is removed.
+        let t0 = Instant::now();
+        while !mounts_under(self.dir.path()).is_empty() && t0.elapsed() < Duration::from_secs(3) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for mp in mounts_under(self.dir.path()).into_iter().rev() {
+            lazy_umount(&mp);
+        }
         let _ = fs::remove_dir_all(&self.shm);
     }
+}
+
+/// Mount points at or below `dir`, outermost first.
+fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let Ok(text) = fs::read_to_string("/proc/self/mountinfo") else { return Vec::new() };
+    let mut v: Vec<PathBuf> = text.lines().filter_map(|l| l.split(' ').nth(4)).map(|m| PathBuf::from(m.replace("\\040", " "))).filter(|m| m.starts_with(dir)).collect();
+    v.sort();
+    v.dedup();
+    v
 }
 
 // ---------------------------------------------------------------------------------------------

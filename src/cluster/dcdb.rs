@@ -6,7 +6,7 @@
 //! version, then mtime, then lowest member) sends the entries others lack, and followers
 //! commit them in one transaction only if the rebuilt index equals the leader's byte for byte.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -218,21 +218,27 @@ impl Application for DcdbApp {
             return Ok(());
         }
         info!(target: "dcdb", "we (member {}) are the data leader", ctx.local());
-        let master: HashMap<u64, [u8; 32]> = indexes[leader].entries.iter().map(|e| (e.inode, e.digest)).collect();
-        let mut send: HashSet<u64> = HashSet::new();
+        // Inodes whose digest differs for some unsynced member: binary searches in their
+        // (sorted) indexes, no per-member tables; an unsorted index gets a table.
+        let mut inodes: Vec<u64> = Vec::new();
         for (i, m) in members.iter().enumerate() {
             if m.synced {
                 continue;
             }
-            let theirs: HashMap<u64, [u8; 32]> = indexes[i].entries.iter().map(|e| (e.inode, e.digest)).collect();
-            for (ino, digest) in &master {
-                if theirs.get(ino) != Some(digest) {
-                    send.insert(*ino);
+            let theirs = &indexes[i];
+            let table: Option<HashMap<u64, [u8; 32]>> = (!theirs.is_sorted()).then(|| theirs.entries.iter().map(|e| (e.inode, e.digest)).collect());
+            for e in &indexes[leader].entries {
+                let digest = match &table {
+                    Some(t) => t.get(&e.inode),
+                    None => theirs.digest_of(e.inode),
+                };
+                if digest != Some(&e.digest) {
+                    inodes.push(e.inode);
                 }
             }
         }
-        let mut inodes: Vec<u64> = send.into_iter().collect();
         inodes.sort_unstable();
+        inodes.dedup();
         // A snapshot of the entries to send (file bytes shared, not copied; no children
         // tables), encoded one at a time while the transport sends them: the tree may move on
         // once this node is synced, the updates must be the state the index described.
