@@ -84,8 +84,9 @@ impl IpcHandler for DaemonIpc {
     }
 
     fn get_config(&self, _c: &Client, path: &[u8]) -> Result<Vec<u8>, i32> {
-        let path = text(path)?;
-        self.db.tree().read(path).map(|d| d.to_vec()).map_err(|e| e.errno())
+        // a path is bytes, as in the tree (non-UTF-8 names included)
+        let path = pmxcfs_backend::name_bytes::decode(path);
+        self.db.tree().read(&path).map(|d| d.to_vec()).map_err(|e| e.errno())
     }
 
     fn log_cluster_msg(&self, c: &Client, priority: u8, ident: &[u8], tag: &[u8], msg: &[u8]) -> Result<(), i32> {

@@ -165,10 +165,7 @@ fn check_row(row: &RawRow) -> Result<Entry, Problem> {
     let name = match text(&row.name) {
         None => return Err(Problem::NoName { inode }),
         Some([]) => return Err(Problem::NoName { inode }),
-        Some(t) => match String::from_utf8(t.to_vec()) {
-            Ok(s) => s,
-            Err(_) => return Err(Problem::NoName { inode }),
-        },
+        Some(t) => pmxcfs_backend::name_bytes::decode(t).into_owned(),
     };
     if name.contains('/') || name.contains('\0') || name == "." || name == ".." {
         return Err(Problem::BadName { inode, name });

@@ -8,6 +8,7 @@ pub mod entry;
 pub mod error;
 pub mod index;
 pub mod locks;
+pub mod name_bytes;
 pub mod observed;
 pub mod path;
 pub mod store;

@@ -187,7 +187,7 @@ impl Store {
             let kind = (int(5)? & 0xff) as u8;
             let name = match row.get_ref(6) {
                 Ok(ValueRef::Text(t)) | Ok(ValueRef::Blob(t)) => {
-                    String::from_utf8(t.to_vec()).map_err(|_| bad("name is not valid UTF-8".into()))?
+                    crate::name_bytes::decode(t).into_owned()
                 }
                 _ => String::new(),
             };
@@ -246,7 +246,7 @@ impl Store {
                             _ => None,
                         };
                         replace
-                            .execute(params![e.inode as i64, e.parent as i64, e.version as i64, e.writer as i64, e.mtime as i64, e.kind() as i64, e.name, data])
+                            .execute(params![e.inode as i64, e.parent as i64, e.version as i64, e.writer as i64, e.mtime as i64, e.kind() as i64, rusqlite::types::ToSqlOutput::Borrowed(ValueRef::Text(&crate::name_bytes::encode(&e.name))), data])
                             .map_err(sql_err(&path))?;
                     }
                     None => {

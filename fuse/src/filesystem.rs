@@ -3,6 +3,7 @@
 //! run on the worker pool ([`crate::workers`]) through [`Core`]'s commit points.
 
 use std::ffi::OsStr;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -49,11 +50,18 @@ fn err(e: &FsError) -> i32 {
     e.errno()
 }
 
-fn name_str(name: &OsStr) -> Result<&str, i32> {
+/// A name from the kernel: bytes, as in the original (non-UTF-8 names included, see
+/// [`pmxcfs_backend::name_bytes`]).
+fn name_str(name: &OsStr) -> Result<std::borrow::Cow<'_, str>, i32> {
     if name.len() > pmxcfs_backend::path::MAX_NAME_LEN {
         return Err(libc::ENAMETOOLONG);
     }
-    name.to_str().ok_or(libc::EINVAL)
+    Ok(pmxcfs_backend::name_bytes::decode(name.as_bytes()))
+}
+
+/// An internal name as the kernel must see it.
+fn kernel_name(name: &str) -> std::ffi::OsString {
+    std::ffi::OsString::from_vec(pmxcfs_backend::name_bytes::encode(name).into_owned())
 }
 
 fn secs(t: TimeOrNow) -> u32 {
@@ -96,7 +104,7 @@ impl Core {
     fn kernel_child_path(&self, parent: u64, name: &OsStr) -> Result<(u64, String), i32> {
         let name = name_str(name)?;
         let Ino::Tree(pino) = inodes::classify(parent) else { return Err(libc::EACCES) };
-        self.child_path(pino, name).map(|p| (pino, p))
+        self.child_path(pino, &name).map(|p| (pino, p))
     }
 
     fn attr_of(&self, ino: u64) -> Result<(FileAttr, Duration), i32> {
@@ -144,12 +152,12 @@ impl Filesystem for PmxcfsFs {
         }
         let Ok(name) = name_str(name) else { return reply.error(libc::ENOENT) };
         if parent == fuser::FUSE_ROOT_ID {
-            if let Some(i) = self.core.special_index(name) {
+            if let Some(i) = self.core.special_index(&name) {
                 return reply.entry(&TTL_NONE, &self.core.special_attr(i), 0);
             }
         }
         let Ino::Tree(pino) = inodes::classify(parent) else { return reply.error(libc::ENOTDIR) };
-        let child = self.core.cfg.db.tree().lookup_child(pino, name).map(|e| e.inode);
+        let child = self.core.cfg.db.tree().lookup_child(pino, &name).map(|e| e.inode);
         match child {
             Some(c) => self.core.entry_reply(c, reply),
             None => reply.error(libc::ENOENT),
@@ -527,7 +535,7 @@ impl Filesystem for PmxcfsFs {
             }
         }
         for (i, (ino, kind, name)) in list.into_iter().enumerate().skip(offset.max(0) as usize) {
-            if reply.add(ino, (i + 1) as i64, kind, name) {
+            if reply.add(ino, (i + 1) as i64, kind, kernel_name(&name)) {
                 break;
             }
         }
@@ -564,7 +572,7 @@ impl Filesystem for PmxcfsFs {
             Ok(x) => x,
             Err(e) => return reply.error(e),
         };
-        let Ok(name) = name_str(name).map(str::to_string) else { return reply.error(libc::EINVAL) };
+        let Ok(name) = name_str(name).map(|n| n.into_owned()) else { return reply.error(libc::EINVAL) };
         let handle = Handle { append: flags & libc::O_APPEND != 0, opener_tid: Some(req.pid()), ..Default::default() };
         let core = self.core.clone();
         self.core.workers.run(move || match core.create(pino, &name, &path, handle) {
