@@ -5,7 +5,8 @@
 //! * [`server`]: [`IpcServer`] on libqb (`-lqb`) with its own qb loop thread, the
 //!   authentication rule and the permission-checking [`dispatch`];
 //! * [`guest_props`]: the guest-config-property JSON used by ids 11 and 13;
-//! * [`ffi`]: hand-written libqb declarations.
+//! * [`ffi`]: hand-written libqb declarations, their layout checked against the installed
+//!   headers by `build.rs`.
 
 pub mod ffi;
 pub mod guest_props;
