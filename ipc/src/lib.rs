@@ -18,3 +18,8 @@ pub mod server;
 pub use error::IpcError;
 pub use protocol::{ParseError, Request};
 pub use server::{dispatch, Client, IpcHandler, IpcServer, Outcome, DEFAULT_SERVICE_NAME, SERVICE_ID};
+
+/// The workspace's test RNG (shared with the integration tests by path).
+#[cfg(test)]
+#[path = "../../tests/common/rng.rs"]
+mod test_rng;

@@ -728,13 +728,8 @@ mod tests {
     #[test]
     fn never_panics_on_arbitrary_bytes() {
         // Small deterministic fuzz: xorshift-generated buffers with plausible headers.
-        let mut s: u64 = 0x9e3779b97f4a7c15;
-        let mut next = || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            s
-        };
+        let mut rng = crate::test_rng::Rng(0x9e3779b97f4a7c15);
+        let mut next = || rng.next();
         for _ in 0..200_000 {
             let len = (next() % 80) as usize;
             let mut v: Vec<u8> = (0..len).map(|_| (next() % 4) as u8 * 0x3f).collect();
