@@ -1,3 +1,6 @@
+//! kvstore (`pve_kvstore_v1`) payloads: the one codec of the UPDATE record, the cluster-log
+//! entry layout (LOG) and the STATE ring's outer check.
+//!
 //! kvstore (`pve_kvstore_v1`) payloads: the key/value UPDATE record, the
 //! cluster-log LOG record (`clog_entry_t`) and the STATE payload (the whole
 //! cluster-log ring buffer, exposed here only as checked bytes). Spec §6.

@@ -1,3 +1,6 @@
+//! The cluster log of a node, byte-compatible with the original's (`logger.c`): its ring,
+//! entries, dedup and the merge of member logs.
+//!
 //! The cluster log: a fixed-size ring buffer of log entries with the byte layout of the
 //! original pmxcfs (`logger.c`/`logger.h`), so that it can be exchanged with C nodes as the
 //! kvstore STATE payload and single entries as kvstore LOG messages.
