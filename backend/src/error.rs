@@ -15,6 +15,10 @@ pub enum FsError {
     NotADirectory,
     #[error("bad file handle")]
     BadHandle,
+    #[error("is a directory")]
+    IsADirectory,
+    #[error("function not implemented")]
+    NotImplemented,
     #[error("file exists")]
     Exists,
     #[error("permission denied")]
@@ -44,6 +48,8 @@ impl FsError {
             FsError::NotFound => libc::ENOENT,
             FsError::NotADirectory => libc::ENOTDIR,
             FsError::BadHandle => libc::EBADF,
+            FsError::IsADirectory => libc::EISDIR,
+            FsError::NotImplemented => libc::ENOSYS,
             FsError::Exists => libc::EEXIST,
             FsError::AccessDenied => libc::EACCES,
             FsError::NotPermitted => libc::EPERM,
@@ -65,6 +71,8 @@ impl FsError {
             libc::ENOENT => FsError::NotFound,
             libc::ENOTDIR => FsError::NotADirectory,
             libc::EBADF => FsError::BadHandle,
+            libc::EISDIR => FsError::IsADirectory,
+            libc::ENOSYS => FsError::NotImplemented,
             libc::EEXIST => FsError::Exists,
             libc::EACCES => FsError::AccessDenied,
             libc::EPERM => FsError::NotPermitted,
