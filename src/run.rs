@@ -108,7 +108,9 @@ pub fn run(cli: Cli) -> i32 {
         }
     };
 
-    let options = DatabaseOptions { commit_delay: Duration::from_millis(cli.commit_delay_ms) };
+    // The crash record lives in the run directory: a tmpfs on a real node, so it survives a
+    // daemon crash and costs the SSD nothing (docs/crash-safety.md).
+    let options = DatabaseOptions { sync_interval: Duration::from_millis(cli.sync_interval_ms), record_dir: Some(paths.run_dir.clone()) };
     let db = match Database::open(&paths.db_file, options) {
         Ok(db) => Arc::new(db),
         Err(e) => {
@@ -116,6 +118,10 @@ pub fn run(cli: Cli) -> i32 {
             return EXIT_FAIL;
         }
     };
+    // ---- start-up point: the database is open and the crash record replayed (and already
+    // written to config.db). Leftovers of files that were still open at a crash (kept by the
+    // FUSE layer in its own files under the run directory) are applied HERE, through
+    // `db.apply(.., Durability::Commit)`, before anything is mounted or replicated. ----
     let has_corosync_conf = db.tree().lookup("corosync.conf").is_some();
     let cluster_mode = has_corosync_conf && !cli.local;
     if has_corosync_conf && cli.local {
