@@ -35,6 +35,9 @@ const REPLACE_SQL: &str = "INSERT INTO tree (inode, parent, version, writer, mti
 const DELETE_SQL: &str = "DELETE FROM tree WHERE inode = ?1;";
 const SELECT_SQL: &str = "SELECT inode, parent, version, writer, mtime, type, name, data FROM tree;";
 
+/// Frames the WAL is sized for at open: SQLite's automatic checkpoint comes at 1000 pages.
+const WAL_PREALLOC_FRAMES: u64 = 1000;
+
 /// Name of the row that carries the global version.
 pub const VERSION_ROW_NAME: &str = "__version__";
 
@@ -139,7 +142,39 @@ impl Store {
         if cols.iter().map(String::as_str).ne(want.iter().copied()) {
             return Err(StoreError::Foreign { path: p, why: format!("table 'tree' has columns ({}), expected ({})", cols.join(", "), want.join(", ")) });
         }
-        Ok(Store { conn, path: path.to_path_buf(), transactions: 0 })
+        let store = Store { conn, path: path.to_path_buf(), transactions: 0 };
+        store.presize_wal();
+        Ok(store)
+    }
+
+    /// Grows the WAL once, with zeros after its last frame, to the size SQLite's automatic
+    /// checkpoint lets it reach anyway, and syncs that. Every later store transaction then
+    /// overwrites allocated blocks: its fdatasync writes the frames and a cache flush, but no
+    /// filesystem journal commit for a growing file (measured: docs/benchmark.md). SQLite
+    /// finds the end of the WAL by the frames' salts and checksums, never by the file size,
+    /// so zeros read as "no more frames" — as the stale frames a reused WAL holds anyway.
+    /// Failure is harmless (the WAL just grows as usual).
+    fn presize_wal(&self) {
+        let Ok(page) = self.page_size() else { return };
+        let want = 32 + WAL_PREALLOC_FRAMES * (24 + page as u64);
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        let Ok(f) = std::fs::OpenOptions::new().write(true).open(&wal) else { return };
+        let len = f.metadata().map(|m| m.len()).unwrap_or(want);
+        if len >= want {
+            return;
+        }
+        use std::os::unix::fs::FileExt;
+        let zeros = vec![0u8; 256 * 1024];
+        let mut at = len;
+        while at < want {
+            let n = zeros.len().min((want - at) as usize);
+            if f.write_all_at(&zeros[..n], at).is_err() {
+                return;
+            }
+            at += n as u64;
+        }
+        let _ = f.sync_data();
     }
 
     /// Opens an existing database read-only, changing nothing (offline tools).
