@@ -165,7 +165,9 @@ impl Store {
             return;
         }
         use std::os::unix::fs::FileExt;
-        let zeros = vec![0u8; 256 * 1024];
+        // page-sized writes: large page-cache folios would make every later frame write
+        // dirty (and charge) a whole folio
+        let zeros = vec![0u8; 4096];
         let mut at = len;
         while at < want {
             let n = zeros.len().min((want - at) as usize);

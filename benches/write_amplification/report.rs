@@ -372,7 +372,7 @@ pub(crate) fn tradeoff_table(rows: &[Row], cfg: &Config) -> String {
             x.daemon,
             w,
             window,
-            x.device_per_day.map(|d| format!("{}", fmt_bytes(d))).unwrap_or_else(|| "n/a".into()),
+            x.device_per_day.map(fmt_bytes).unwrap_or_else(|| "n/a".into()),
             fmt_bytes(x.write_bytes_per_day),
             x.txns_per_day.map(thousands).unwrap_or_else(|| "n/a".into())
         ));
