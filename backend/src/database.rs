@@ -26,9 +26,10 @@
 //!   transaction at once (a process crash keeps it through the page cache), durable within W.
 //! * Failures are sticky: a failed store transaction or fdatasync keeps its rows (they are
 //!   rewritten, never assumed written), is retried with back-off and logged at every
-//!   attempt; meanwhile local changes are refused with the failure's errno (ENOSPC for a
-//!   full disk, else EIO) and [`DbStats::store_error`] shows it. Replicated changes are
-//!   still applied (the node must follow its cluster); they wait in the record.
+//!   attempt; meanwhile the sinks refuse new local changes with the failure's errno (ENOSPC
+//!   for a full disk, else EIO; [`Database::check_writable`]) and [`DbStats::store_error`]
+//!   shows it. Delivered cluster messages are still applied (the node must follow its
+//!   cluster); they wait in the record.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -312,15 +313,12 @@ impl Database {
         }
     }
 
-    /// Applies one change to the tree and acknowledges it as asked. Local changes
-    /// ([`Durability::Commit`], [`Durability::Deferred`]) are refused while the store fails.
+    /// Applies one change to the tree and acknowledges it as asked. Refused only once the
+    /// database stopped for good or was closed: a delivered cluster message must be applied
+    /// even while the store fails (the sinks refuse new local changes then, before sending).
     pub fn apply(&self, op: &Op, stamp: Stamp, durability: Durability) -> FsResult<u64> {
-        if durability == Durability::Soon {
-            if self.failed() || self.closed.load(Ordering::SeqCst) {
-                return Err(FsError::Io("database is in error state".into()));
-            }
-        } else {
-            self.check_writable()?;
+        if self.failed() || self.closed.load(Ordering::SeqCst) {
+            return Err(FsError::Io("database is in error state".into()));
         }
         let result = {
             let mut t = self.tree.write();
@@ -695,6 +693,7 @@ pub struct LocalSink {
 
 impl ChangeSink for LocalSink {
     fn submit(&self, op: Op, durability: Durability) -> FsResult<u64> {
+        self.db.check_writable()?;
         self.db.apply(&op, Stamp { writer: 0, mtime: now_secs() }, durability)
     }
 

@@ -214,3 +214,42 @@ fn starting_keeps_the_page_size_of_the_database() {
     let ps: i64 = c.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap();
     assert_eq!(ps, 4096, "a new database gets the original's page size");
 }
+
+/// A tmpfs of `kib` KiB mounted on a temporary directory, unmounted on drop.
+struct SmallTmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl SmallTmpfs {
+    fn mount(kib: u32) -> SmallTmpfs {
+        let dir = tempfile::tempdir().unwrap();
+        let st = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={kib}k"), "tmpfs"]).arg(dir.path()).status().unwrap();
+        assert!(st.success(), "mount tmpfs (the tests run as root)");
+        SmallTmpfs { dir }
+    }
+}
+
+impl Drop for SmallTmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+#[test]
+fn a_full_record_reaches_the_writer_as_enospc_and_nothing_is_lost() {
+    let small = SmallTmpfs::mount(64);
+    let tmp = tempfile::tempdir().unwrap();
+    let db_path = tmp.path().join("config.db");
+    let db = Database::open(&db_path, DatabaseOptions { sync_interval: Duration::from_secs(3600), record_dir: Some(small.dir.path().to_path_buf()) }).unwrap();
+    write(&db, "small", b"fits");
+    db.apply(&Op::Create { path: "big".into() }, S, Durability::Deferred).unwrap();
+    let e = db.apply(&Op::Write { path: "big".into(), offset: 0, data: vec![1; 512 * 1024], truncate: true }, S, Durability::Commit).unwrap_err();
+    assert_eq!(e.errno(), libc::ENOSPC, "{e}");
+    // the refused change stays in RAM, dirty, for the next acknowledgement; what was
+    // acknowledged before is written as usual
+    db.make_durable().unwrap();
+    assert_eq!(record_files(small.dir.path()).len(), 1);
+    drop(db);
+    let db = Database::open(&db_path, DatabaseOptions::default()).unwrap();
+    assert_eq!(read(&db, "small").unwrap(), b"fits", "acknowledged before the failure: kept");
+}
