@@ -368,13 +368,16 @@ impl Database {
         if self.closed.load(Ordering::SeqCst) {
             return Err(FsError::Io("database is closed".into()));
         }
-        {
+        // A change of ours may have been taken by a concurrent acknowledgement: it is in the
+        // record once we hold the lock, and (W = 0) durable once the flush below returns,
+        // which waits for any flush in progress.
+        'take: {
             let mut a = self.acked.lock();
             *self.ack_due.lock() = None;
             let (batch, root) = {
                 let mut t = self.tree.write();
                 if !t.is_dirty() {
-                    return Ok(());
+                    break 'take;
                 }
                 (t.take_dirty(), t.root().clone())
             };
@@ -394,7 +397,7 @@ impl Database {
             a.root = Some(root);
             a.since.get_or_insert_with(Instant::now);
         }
-        if !self.has_record() || self.options.sync_interval.is_zero() {
+        if self.options.sync_interval.is_zero() || !self.has_record() {
             self.flush_to_store(self.options.sync_interval.is_zero())?;
         }
         Ok(())
