@@ -458,9 +458,8 @@ fn repair_to(db: &Path, out: &Path) -> Result<(), OfflineError> {
     let mut store = Store::open(out)?;
     let batch: Vec<(u64, Option<Entry>)> =
         a.tree.sorted_entries().into_iter().filter(|e| e.inode != 0).map(|e| (e.inode, Some(e.clone()))).collect();
-    store.commit(&batch, a.tree.root())?;
-    store.checkpoint()?;
-    drop(store);
+    store.write_transaction(&batch, a.tree.root())?;
+    store.close()?;
     // the result must load and pass every rule
     let again = inspect(out)?;
     if let Some(p) = again.problems.first() {
