@@ -28,10 +28,12 @@ pub struct Cli {
     #[arg(long = "nodename", value_name = "NAME")]
     pub nodename: Option<String>,
 
-    /// Let changes arriving within MS milliseconds share one SQLite transaction (0 = commit
-    /// every change before its system call returns).
-    #[arg(long = "commit-delay", value_name = "MS", default_value_t = 0)]
-    pub commit_delay_ms: u64,
+    /// Power-cut window W: an acknowledged change (kept in the crash record on the run
+    /// directory's tmpfs, safe from a daemon crash at once) reaches config.db durably at most
+    /// MS milliseconds later, in one store transaction with everything else changed meanwhile.
+    /// 0 = durable before every system call returns. fsync(2) makes everything durable at once.
+    #[arg(long = "sync-interval", alias = "commit-delay", value_name = "MS", default_value_t = 30_000)]
+    pub sync_interval_ms: u64,
 
     /// libqb IPC service name (the original's `pve2`; tests run several daemons side by side).
     #[arg(long = "ipc-name", value_name = "NAME", default_value = "pve2")]

@@ -9,7 +9,7 @@ use pmxcfs_dfsm::transport::GroupRunner;
 use pmxcfs_dfsm::wire::kvstore::{KVSTORE_MESSAGE_LOG, KVSTORE_MESSAGE_UPDATE};
 use pmxcfs_ipc::guest_props::{all_guests_json, single_guest_json};
 use pmxcfs_ipc::protocol::token_cfg_contains;
-use pmxcfs_ipc::{Client, IpcHandler};
+use pmxcfs_ipc::{Client, IpcError, IpcHandler};
 use tracing::warn;
 
 use crate::cluster::kvstore::{update_payload, KvstoreApp};
@@ -28,8 +28,8 @@ pub struct DaemonIpc {
     pub kvstore: Option<GroupRunner<KvstoreApp>>,
 }
 
-fn text(b: &[u8]) -> Result<&str, i32> {
-    std::str::from_utf8(b).map_err(|_| libc::EINVAL)
+fn text(b: &[u8]) -> Result<&str, IpcError> {
+    std::str::from_utf8(b).map_err(|_| IpcError::Invalid)
 }
 
 fn now() -> u32 {
@@ -54,21 +54,21 @@ impl DaemonIpc {
 }
 
 impl IpcHandler for DaemonIpc {
-    fn get_fs_version(&self, _c: &Client) -> Result<Vec<u8>, i32> {
+    fn get_fs_version(&self, _c: &Client) -> Result<Vec<u8>, IpcError> {
         Ok(self.files.version_text().into_bytes())
     }
 
-    fn get_cluster_info(&self, _c: &Client) -> Result<Vec<u8>, i32> {
+    fn get_cluster_info(&self, _c: &Client) -> Result<Vec<u8>, IpcError> {
         Ok(self.status.members_text().into_bytes())
     }
 
-    fn get_guest_list(&self, _c: &Client) -> Result<Vec<u8>, i32> {
+    fn get_guest_list(&self, _c: &Client) -> Result<Vec<u8>, IpcError> {
         Ok(self.db.tree().vmlist.to_json().into_bytes())
     }
 
-    fn set_status(&self, _c: &Client, name: &[u8], data: &[u8]) -> Result<(), i32> {
+    fn set_status(&self, _c: &Client, name: &[u8], data: &[u8]) -> Result<(), IpcError> {
         let key = text(name)?;
-        let result = self.status.set_local(key, data);
+        let result = self.status.set_local(key, data).map_err(IpcError::Errno);
         // the original multicasts the update whether or not the local set worked
         if !key.starts_with("rrd/") || result.is_ok() {
             if let Some(p) = update_payload(key, data) {
@@ -78,17 +78,18 @@ impl IpcHandler for DaemonIpc {
         result
     }
 
-    fn get_status(&self, _c: &Client, name: &[u8], nodename: &[u8]) -> Result<Vec<u8>, i32> {
+    fn get_status(&self, _c: &Client, name: &[u8], nodename: &[u8]) -> Result<Vec<u8>, IpcError> {
         let (key, node) = (text(name)?, text(nodename)?);
-        self.status.tables.lock().store.get(node, key).map(|v| v.to_vec()).map_err(|e| e.errno())
+        self.status.tables.lock().store.get(node, key).map(|v| v.to_vec()).map_err(|e| IpcError::Errno(e.errno()))
     }
 
-    fn get_config(&self, _c: &Client, path: &[u8]) -> Result<Vec<u8>, i32> {
-        let path = text(path)?;
-        self.db.tree().read(path).map(|d| d.to_vec()).map_err(|e| e.errno())
+    fn get_config(&self, _c: &Client, path: &[u8]) -> Result<Vec<u8>, IpcError> {
+        // a path is bytes, as in the tree (non-UTF-8 names included)
+        let path = pmxcfs_backend::name_bytes::decode(path);
+        self.db.tree().read(&path).map(|d| d.to_vec()).map_err(|e| IpcError::Errno(e.errno()))
     }
 
-    fn log_cluster_msg(&self, c: &Client, priority: u8, ident: &[u8], tag: &[u8], msg: &[u8]) -> Result<(), i32> {
+    fn log_cluster_msg(&self, c: &Client, priority: u8, ident: &[u8], tag: &[u8], msg: &[u8]) -> Result<(), IpcError> {
         if priority >= 8 {
             return Ok(());
         }
@@ -98,18 +99,18 @@ impl IpcHandler for DaemonIpc {
             .lock()
             .clusterlog
             .add(self.status.nodename.as_bytes(), ident, tag, c.pid, now(), priority, msg)
-            .map_err(|e| e.errno())?;
+            .map_err(|e| IpcError::Errno(e.errno()))?;
         self.multicast(KVSTORE_MESSAGE_LOG, entry.encode());
         Ok(())
     }
 
-    fn get_cluster_log(&self, _c: &Client, max_entries: u32, user: &[u8]) -> Result<Vec<u8>, i32> {
+    fn get_cluster_log(&self, _c: &Client, max_entries: u32, user: &[u8]) -> Result<Vec<u8>, IpcError> {
         let max = if max_entries == 0 { DEFAULT_LOG_ENTRIES } else { max_entries };
         let user = if user.is_empty() { None } else { Some(user) };
         Ok(self.status.tables.lock().clusterlog.dump_json(user, max))
     }
 
-    fn get_rrd_dump(&self, _c: &Client) -> Result<Vec<u8>, i32> {
+    fn get_rrd_dump(&self, _c: &Client) -> Result<Vec<u8>, IpcError> {
         Ok(self.status.tables.lock().store.rrd.dump(now() as i64).ipc_body())
     }
 
@@ -117,20 +118,20 @@ impl IpcHandler for DaemonIpc {
         self.db.tree().vmlist.entries.contains_key(&vmid)
     }
 
-    fn get_guest_config_property(&self, c: &Client, vmid: u32, property: &[u8]) -> Result<Vec<u8>, i32> {
+    fn get_guest_config_property(&self, c: &Client, vmid: u32, property: &[u8]) -> Result<Vec<u8>, IpcError> {
         self.get_guest_config_properties(c, vmid, &[property])
     }
 
-    fn verify_token(&self, _c: &Client, token: &[u8]) -> Result<(), i32> {
-        let cfg = self.db.tree().read("priv/token.cfg").map_err(|_| libc::ENOENT)?;
+    fn verify_token(&self, _c: &Client, token: &[u8]) -> Result<(), IpcError> {
+        let cfg = self.db.tree().read("priv/token.cfg").map_err(|_| IpcError::NotFound)?;
         if token_cfg_contains(&cfg, token) {
             Ok(())
         } else {
-            Err(libc::ENOENT)
+            Err(IpcError::NotFound)
         }
     }
 
-    fn get_guest_config_properties(&self, _c: &Client, vmid: u32, properties: &[&[u8]]) -> Result<Vec<u8>, i32> {
+    fn get_guest_config_properties(&self, _c: &Client, vmid: u32, properties: &[&[u8]]) -> Result<Vec<u8>, IpcError> {
         if vmid == 0 {
             let mut ids: Vec<u32> = self.db.tree().vmlist.entries.keys().copied().collect();
             ids.sort_unstable();

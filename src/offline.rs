@@ -165,10 +165,7 @@ fn check_row(row: &RawRow) -> Result<Entry, Problem> {
     let name = match text(&row.name) {
         None => return Err(Problem::NoName { inode }),
         Some([]) => return Err(Problem::NoName { inode }),
-        Some(t) => match String::from_utf8(t.to_vec()) {
-            Ok(s) => s,
-            Err(_) => return Err(Problem::NoName { inode }),
-        },
+        Some(t) => pmxcfs_backend::name_bytes::decode(t).into_owned(),
     };
     if name.contains('/') || name.contains('\0') || name == "." || name == ".." {
         return Err(Problem::BadName { inode, name });
@@ -461,9 +458,8 @@ fn repair_to(db: &Path, out: &Path) -> Result<(), OfflineError> {
     let mut store = Store::open(out)?;
     let batch: Vec<(u64, Option<Entry>)> =
         a.tree.sorted_entries().into_iter().filter(|e| e.inode != 0).map(|e| (e.inode, Some(e.clone()))).collect();
-    store.commit(&batch, a.tree.root())?;
-    store.checkpoint()?;
-    drop(store);
+    store.write_transaction(&batch, a.tree.root())?;
+    store.close()?;
     // the result must load and pass every rule
     let again = inspect(out)?;
     if let Some(p) = again.problems.first() {

@@ -116,7 +116,9 @@ pub fn run(cli: Cli) -> i32 {
         }
     };
 
-    let options = DatabaseOptions { commit_delay: Duration::from_millis(cli.commit_delay_ms) };
+    // The crash record lives in the run directory: a tmpfs on a real node, so it survives a
+    // daemon crash and costs the SSD nothing (docs/crash-safety.md).
+    let options = DatabaseOptions { sync_interval: Duration::from_millis(cli.sync_interval_ms), record_dir: Some(paths.run_dir.clone()) };
     let new_db = !paths.db_file.exists();
     let db = match Database::open(&paths.db_file, options) {
         Ok(db) => Arc::new(db),
@@ -131,6 +133,9 @@ pub fn run(cli: Cli) -> i32 {
             return EXIT_FAIL;
         }
     }
+    // The database is open and the crash record replayed. Leftovers of files that were still
+    // open at a crash (fuse/src/crash_copy.rs) are committed below, once the sink exists and
+    // before anything is mounted (cluster mode: once quorate).
     let has_corosync_conf = db.tree().lookup("corosync.conf").is_some();
     let cluster_mode = has_corosync_conf && !cli.local;
     if has_corosync_conf && cli.local {

@@ -1,5 +1,6 @@
 //! The stats file (`RUNDIR/pmxcfs-ng.stats`), written on SIGUSR1: what tests and the
-//! benchmark read to learn the commit count and whether everything is on disk.
+//! benchmark read to learn the acknowledgement ("commits") and store-transaction counts and
+//! whether everything is durable on disk ("dirty" false).
 
 use std::path::Path;
 
@@ -16,9 +17,14 @@ pub fn to_json(s: &DbStats, fs: &FsCounters) -> String {
         "pid": std::process::id(),
         "version": s.version,
         "commits": s.commits,
+        "store_transactions": s.store_transactions,
         "wal_syncs": s.wal_syncs,
         "dirty": s.dirty,
+        "pending_rows": s.pending_rows,
+        "record_bytes": s.record_bytes,
         "failed": s.failed,
+        "store_error": s.store_error,
+        "store_failures": s.store_failures,
         "entries": s.entries,
     })
     .to_string()

@@ -60,14 +60,15 @@ impl VirtualFiles for StatusFiles {
         }
     }
 
-    fn write(&self, name: &str, data: &[u8]) -> Result<usize, i32> {
+    fn write(&self, name: &str, data: &[u8]) -> pmxcfs_backend::FsResult<usize> {
+        use pmxcfs_backend::FsError;
         if name != ".debug" {
-            return Err(libc::EIO);
+            return Err(FsError::Io(format!("{name} is not writable")));
         }
         match data.get(..2) {
             Some(b"0\n") => self.log.set_debug(false),
             Some(b"1\n") => self.log.set_debug(true),
-            _ => return Err(libc::EIO),
+            _ => return Err(FsError::Io(".debug takes 0 or 1".into())),
         }
         tracing::info!(target: "main", "debug level set to {}", if self.log.debug() { 1 } else { 0 });
         Ok(2)

@@ -1,6 +1,7 @@
 //! Shared pending content in cluster mode over REAL corosync: local readers see a local write
 //! at once, other nodes get the whole content at the commit point, and a change from another
 //! node that reaches a locally pending file loses to the local commit (last commit wins).
+//! Also: a non-UTF-8 name replicates byte-exact.
 
 mod common;
 
@@ -54,4 +55,13 @@ fn pending_content_is_local_until_its_commit_point_and_the_last_commit_wins() {
     assert_eq!(String::from_utf8_lossy(&want).lines().count(), 100);
     let p3 = c.nodes[2].p("append.log");
     wait_for("node3 has every appended line", 15, || read(&p3) == want);
+
+    // names are bytes: a non-UTF-8 name replicates byte-exact (and so would one from a C node)
+    use std::os::unix::ffi::OsStrExt;
+    let raw = std::ffi::OsStr::from_bytes(b"caf\xe9-\xff.cfg");
+    write_retry(&c.nodes[0].mnt().join(raw), b"bytes\n");
+    let on3 = c.nodes[2].mnt().join(raw);
+    wait_for("node3 has the non-UTF-8 name", 15, || read(&on3) == b"bytes\n");
+    let listed: Vec<Vec<u8>> = std::fs::read_dir(c.nodes[1].mnt()).unwrap().map(|e| e.unwrap().file_name().as_bytes().to_vec()).collect();
+    assert!(listed.iter().any(|n| n.as_slice() == raw.as_bytes()));
 }

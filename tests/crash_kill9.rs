@@ -7,7 +7,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -206,4 +206,86 @@ fn kill9_at_random_moments_loses_no_acknowledged_change() {
     d.spawn().unwrap();
     assert_eq!(d.stop(), 0);
     assert_eq!(check(&d.db_path()), first, "the whole-tree checksum is stable across restarts");
+}
+
+fn record_files(d: &Daemon) -> Vec<PathBuf> {
+    let run = d.root.path().join("run/pve-cluster");
+    let mut v: Vec<PathBuf> = std::fs::read_dir(run)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("pmxcfs-ng.record."))
+        .collect();
+    v.sort();
+    v
+}
+
+fn rows_named(db: &Path, name: &str) -> i64 {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.query_row("SELECT count(*) FROM tree WHERE name = ?1", [name], |r| r.get(0)).unwrap()
+}
+
+#[test]
+fn kill9_keeps_what_only_the_crash_record_holds() {
+    // a long sync interval: nothing acknowledged below reaches config.db before the kill
+    let mut d = Daemon::start(&["--sync-interval", "3600000"]);
+    std::fs::create_dir(d.p("dir")).unwrap();
+    std::fs::write(d.p("dir/a.tmp"), b"only in the record").unwrap();
+    std::fs::rename(d.p("dir/a.tmp"), d.p("dir/a")).unwrap();
+    let before = snapshot(&d.mnt());
+    d.kill9();
+    assert_eq!(rows_named(&d.db_path(), "a"), 0, "the store transaction had not happened yet");
+    assert!(record_files(&d).iter().any(|p| std::fs::metadata(p).unwrap().len() > 16));
+    d.spawn().unwrap();
+    assert_eq!(std::fs::read(d.p("dir/a")).unwrap(), b"only in the record");
+    assert_eq!(snapshot(&d.mnt()), before);
+    assert!(d.log_text().contains("replaying crash record"));
+    assert_eq!(rows_named(&d.db_path(), "a"), 1, "the replay wrote it to config.db");
+}
+
+#[test]
+fn a_torn_record_tail_is_ignored_and_replaying_twice_equals_once() {
+    let mut d = Daemon::start(&["--sync-interval", "3600000"]);
+    for i in 0..20 {
+        std::fs::write(d.p(&format!("f{i}")), format!("version one of {i}\n")).unwrap();
+    }
+    std::fs::write(d.p("f3"), b"rewritten\n").unwrap();
+    std::fs::remove_file(d.p("f7")).unwrap();
+    d.kill9();
+    // the kill also cut an append short: a frame header promising more than is there
+    let newest = record_files(&d).pop().unwrap();
+    let mut f = OpenOptions::new().append(true).open(&newest).unwrap();
+    f.write_all(&[0x40, 0, 0, 0, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3]).unwrap();
+    drop(f);
+    let saved: Vec<(PathBuf, Vec<u8>)> = record_files(&d).into_iter().map(|p| (p.clone(), std::fs::read(&p).unwrap())).collect();
+    d.spawn().unwrap();
+    let once = snapshot(&d.mnt());
+    assert_eq!(std::fs::read(d.p("f3")).unwrap(), b"rewritten\n");
+    assert!(!d.p("f7").exists());
+    assert!(d.log_text().contains("ignoring a torn tail of 11 bytes"), "{}", d.log_text());
+    // killed again after the replay reached config.db but before the record was removed
+    d.kill9();
+    for p in record_files(&d) {
+        std::fs::remove_file(p).unwrap();
+    }
+    for (p, bytes) in &saved {
+        std::fs::write(p, bytes).unwrap();
+    }
+    d.spawn().unwrap();
+    assert_eq!(snapshot(&d.mnt()), once, "a second replay changes nothing");
+    assert_eq!(d.stop(), 0);
+    assert!(record_files(&d).is_empty(), "a clean stop removes the record");
+}
+
+#[test]
+fn kill9_keeps_data_written_to_a_file_that_is_still_open() {
+    let mut d = Daemon::start(&[]);
+    let mut open_new = File::create(d.p("unclosed")).unwrap();
+    open_new.write_all(b"written, never closed").unwrap();
+    let mut open_old = OpenOptions::new().write(true).create(true).truncate(false).open(d.p("existing")).unwrap();
+    open_old.write_all(b"overwritten in place").unwrap();
+    d.kill9();
+    drop((open_new, open_old));
+    d.spawn().unwrap();
+    assert_eq!(std::fs::read(d.p("unclosed")).unwrap(), b"written, never closed");
+    assert_eq!(std::fs::read(d.p("existing")).unwrap(), b"overwritten in place");
 }

@@ -1,7 +1,11 @@
 #!/bin/bash
 # tests/debian_package.sh - the Debian package, end to end:
-#   build       dpkg-buildpackage -b -us -uc on a copy of the tree
-#   lintian     no errors
+#   build       in a clean Debian 12 root (debootstrap) holding only what "apt-get build-dep ./"
+#               installs: dpkg-buildpackage -b -us -uc on a copy of the tree, with decoy
+#               cargo/rustc first in PATH; the binary must be built by Debian's rustc-web
+#   lintian     no errors, no warnings but initial-upload-closes-no-bugs
+#   depends     Depends: rrdtool, libsqlite3-0 (the binary links Debian's SQLite, no bundled
+#               copy), corosync's and libqb's libraries; Recommends: rrdcached; no useless link
 #   filelist    exactly the expected files, nothing of pve-cluster's
 #   maintscripts  syntax, drop-in removal on remove/purge, no enable/start
 #   manpage     every flag of --help is in pmxcfs-ng(8); versions agree
@@ -17,10 +21,10 @@
 #               survives restarts, "disable" and "apt-get remove" restore the original; on a
 #               node without it, pmxcfs-ng.service runs and purge stops and removes it
 #
-# Needs root (chroot, mount, FUSE, systemd-nspawn) and Debian's mirror. Installs what it lacks:
-# dpkg-dev, debhelper, lintian, debootstrap, systemd-container, the build dependencies.
-# Caches (reused by later runs): the finished Debian root as a tarball and cargo's target
-# directory, under $PMXCFS_NG_TEST_CACHE (default /var/cache/pmxcfs-ng-test);
+# Needs root (chroot, mount, FUSE, systemd-nspawn), Debian's mirror and crates.io. Installs on
+# the host what it lacks: dpkg-dev, lintian, debootstrap, python3, systemd-container.
+# Caches (reused by later runs): the finished Debian roots as tarballs, downloaded .debs and
+# cargo's target directory, under $PMXCFS_NG_TEST_CACHE (default /var/cache/pmxcfs-ng-test);
 # CARGO_TARGET_DIR, if set, is used instead of the cache's target directory.
 # Prints "debian-package: N passed, N failed" last; exits non-zero on any failure.
 
@@ -96,10 +100,8 @@ trap 'exit 130' INT TERM
 # ---------------------------------------------------------------- tools
 need=()
 command -v dpkg-buildpackage >/dev/null || need+=(dpkg-dev)
-[ -e /usr/share/perl5/Debian/Debhelper/Dh_Lib.pm ] || need+=(debhelper)
 command -v lintian >/dev/null || need+=(lintian)
 command -v debootstrap >/dev/null || need+=(debootstrap)
-command -v fakeroot >/dev/null || need+=(fakeroot)
 command -v python3 >/dev/null || need+=(python3)
 command -v systemd-nspawn >/dev/null || need+=(systemd-container)
 if [ ${#need[@]} -gt 0 ]; then
@@ -112,33 +114,186 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 mkdir -p "$CACHE"
 
+# ---------------------------------------------------------------- Debian roots
+# The mirror apt already uses (deb.debian.org unless configured otherwise).
+MIRROR=$(sed -n 's/^URIs: *\([^ ]*\/debian\)\/\{0,1\}$/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -1)
+[ -n "$MIRROR" ] || MIRROR=$(awk '$1 == "deb" && $2 ~ /\/debian\/?$/ { print $2; exit }' /etc/apt/sources.list 2>/dev/null)
+[ -n "$MIRROR" ] || MIRROR=http://deb.debian.org/debian
+ARCH=$(dpkg --print-architecture)
+mkdir -p "$CACHE/archives"
+
+# in_root DIR CMD...: run CMD in the Debian root DIR with apt's downloads cached.
+in_root() {
+    local dir=$1 rc
+    shift
+    cp /etc/resolv.conf "$dir/etc/resolv.conf" 2>/dev/null
+    find "$CACHE/archives" -name '*.deb' -exec cp -n {} "$dir/var/cache/apt/archives/" \;
+    chroot "$dir" env DEBIAN_FRONTEND=noninteractive PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "$@"
+    rc=$?
+    find "$dir/var/cache/apt/archives" -maxdepth 1 -name '*.deb' -exec cp -n {} "$CACHE/archives/" \;
+    rm -f "$dir"/var/cache/apt/archives/*.deb
+    return $rc
+}
+
+# make_root DIR NAME [PACKAGE...]: a Debian 12 root in DIR: minbase (debootstrap), plus
+# PACKAGEs; each stage is kept as $CACHE/$SUITE-NAME-$ARCH.tar and reused by later runs.
+make_root() {
+    local dir=$1 name=$2 tarball
+    shift 2
+    tarball=$CACHE/$SUITE-$name-$ARCH.tar
+    mkdir -p "$dir"
+    if [ -s "$tarball" ]; then
+        log "unpacking cached Debian root $(basename "$tarball")"
+        tar -C "$dir" -xpf "$tarball" || return 1
+        return 0
+    fi
+    if [ "$name" = minbase ]; then
+        log "debootstrap --variant=minbase $SUITE from $MIRROR (cached afterwards)"
+        debootstrap --variant=minbase "$SUITE" "$dir" "$MIRROR" >"$WORK/debootstrap.log" 2>&1 ||
+            { tail -20 "$WORK/debootstrap.log"; return 1; }
+        mount -t proc proc "$dir/proc"
+        in_root "$dir" apt-get update -qq >>"$WORK/debootstrap.log" 2>&1
+        local rc=$?
+        umount "$dir/proc"
+        [ $rc = 0 ] || { tail -20 "$WORK/debootstrap.log"; return 1; }
+    else
+        make_root "$dir" minbase || return 1
+        log "adding $* to the Debian root (cached afterwards)"
+        mount -t proc proc "$dir/proc"
+        in_root "$dir" apt-get install -y -qq --no-install-recommends "$@" >"$WORK/root-$name.log" 2>&1
+        local rc=$?
+        umount "$dir/proc"
+        [ $rc = 0 ] || { tail -20 "$WORK/root-$name.log"; return 1; }
+    fi
+    rm -f "$dir"/var/cache/apt/archives/*.deb
+    tar -C "$dir" -cpf "$tarball.tmp" . && mv "$tarball.tmp" "$tarball"
+}
+
+# install_deb DIR: apt-get install ./pmxcfs-ng_*.deb in the root DIR (dependencies from the mirror).
+install_deb() {
+    local dir=$1
+    cp "$DEB" "$dir/root/"
+    { in_root "$dir" apt-get update -qq &&
+        in_root "$dir" apt-get install -y --no-install-recommends "/root/$(basename "$DEB")"; } >"$WORK/install.log" 2>&1 &&
+        chroot "$dir" dpkg -s pmxcfs-ng | grep -q '^Status: install ok installed'
+}
+
+# A stand-in for pve-cluster's files, which the package must never touch.
+fake_pve_cluster() {
+    local dir=$1
+    cat >"$dir/usr/bin/pmxcfs" <<'EOF'
+#!/bin/sh
+# stand-in for pve-cluster's pmxcfs: forks, writes its pid file
+mkdir -p /etc/pve
+( exec sleep infinity ) &
+echo $! >/run/pve-cluster.pid
+EOF
+    chmod 0755 "$dir/usr/bin/pmxcfs"
+    mkdir -p "$dir/lib/systemd/system"
+    cat >"$dir/lib/systemd/system/pve-cluster.service" <<'EOF'
+[Unit]
+Description=The Proxmox VE cluster filesystem (stand-in)
+ConditionFileIsExecutable=/usr/bin/pmxcfs
+DefaultDependencies=no
+Before=shutdown.target
+Conflicts=shutdown.target
+After=network.target
+
+[Service]
+ExecStart=/usr/bin/pmxcfs
+KillMode=mixed
+Restart=on-failure
+TimeoutStopSec=10
+Type=forking
+PIDFile=/run/pve-cluster.pid
+
+[Install]
+WantedBy=multi-user.target
+EOF
+}
+
+# The security suite beside the main one, as a fresh Debian 12 installation has it
+# (rustc-web/cargo-web >= 1.87 are only there).
+SECURITY_MIRROR=$(sed -n 's/^URIs: *\([^ ]*\/debian-security\)\/\{0,1\}$/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -1)
+[ -n "$SECURITY_MIRROR" ] || SECURITY_MIRROR=$(awk '$1 == "deb" && $2 ~ /\/debian-security\/?$/ { print $2; exit }' /etc/apt/sources.list 2>/dev/null)
+[ -n "$SECURITY_MIRROR" ] || SECURITY_MIRROR=http://deb.debian.org/debian-security
+
+# build_root DIR: minbase plus exactly what "apt-get build-dep ./" installs for debian/control,
+# nothing else (no rustup, no development package of the host); cached per Build-Depends.
+build_root() {
+    local dir=$1 key tarball rc
+    key=$(sed -n '/^Build-Depends:/,/^[A-Z]/p' "$SRC/debian/control" | sha256sum | cut -c1-12)
+    tarball=$CACHE/$SUITE-build-$key-$ARCH.tar
+    if [ -s "$tarball" ]; then
+        log "unpacking cached build root $(basename "$tarball")"
+        mkdir -p "$dir" && tar -C "$dir" -xpf "$tarball"
+        return
+    fi
+    make_root "$dir" minbase || return 1
+    printf 'deb %s %s main\ndeb %s %s-updates main\ndeb %s %s-security main\n' \
+        "$MIRROR" "$SUITE" "$MIRROR" "$SUITE" "$SECURITY_MIRROR" "$SUITE" >"$dir/etc/apt/sources.list"
+    mkdir -p "$dir/tmp/src"
+    cp -a "$SRC/debian" "$dir/tmp/src/"
+    log "apt-get build-dep in a clean Debian root (cached afterwards)"
+    mount -t proc proc "$dir/proc"
+    in_root "$dir" sh -c 'apt-get update -qq && cd /tmp/src && apt-get build-dep -y -qq ./' >"$WORK/root-build.log" 2>&1
+    rc=$?
+    umount "$dir/proc"
+    rm -rf "$dir/tmp/src"
+    [ $rc = 0 ] || { tail -20 "$WORK/root-build.log"; return 1; }
+    rm -f "$dir"/var/cache/apt/archives/*.deb
+    tar -C "$dir" -cpf "$tarball.tmp" . && mv "$tarball.tmp" "$tarball"
+}
+
 # ---------------------------------------------------------------- build
+# dpkg-buildpackage -b -us -uc in the clean build root. Decoy cargo/rustc/rustup stand first in
+# PATH (where rustup puts its own): debian/rules must call Debian's toolchain, and the unstripped
+# binary's .comment must name the build root's /usr/bin/rustc.
 UPSTREAM=$(sed -n 's/^version = "\(.*\)"/\1/p' "$SRC/Cargo.toml" | head -1)
 DEBVER=$(dpkg-parsechangelog -l "$SRC/debian/changelog" -S Version)
-# A fixed build path (cargo's fingerprints include it) lets unchanged crates be reused.
 exec 9>"$CACHE/lock"
 flock -w 1800 9 || { fail setup "another run holds $CACHE/lock"; finish; }
-BUILD=$CACHE/build
-TREE=$BUILD/pmxcfs-ng-$UPSTREAM
-rm -rf "$BUILD"
-mkdir -p "$TREE"
-tar -C "$SRC" --exclude=./target --exclude=./.git --exclude=./debian/pmxcfs-ng \
+BR=$WORK/buildroot
+build_root "$BR" || { fail build "could not make the build root with the build dependencies"; finish; }
+# A fixed build path (cargo's fingerprints include it) lets unchanged crates be reused.
+TREE=$BR/build/pmxcfs-ng-$UPSTREAM
+mkdir -p "$TREE" "$BR/build/target" "$CARGO_TARGET_DIR"
+tar -C "$SRC" --exclude=./target --exclude=./.git --exclude=./debian/pmxcfs-ng --exclude=./debian/cargo_home \
     --exclude=./debian/.debhelper --exclude=./debian/tmp -cf - . | tar -C "$TREE" -xf -
-if ! (cd "$TREE" && dpkg-checkbuilddeps) >/dev/null 2>&1; then
-    log "installing the build dependencies"
-    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get build-dep -y -qq "$TREE"; } >"$WORK/apt-builddeps.log" 2>&1; then
-        tail -20 "$WORK/apt-builddeps.log"
-        fail build "could not install the build dependencies"
-        finish
-    fi
-fi
-log "building with CARGO_TARGET_DIR=$CARGO_TARGET_DIR"
-if (cd "$TREE" && dpkg-buildpackage -b -us -uc) >"$WORK/build.log" 2>&1; then
-    pass build
-else
+mount --bind "$CARGO_TARGET_DIR" "$BR/build/target"
+# cargo fetches the crates over HTTPS: the root trusts what the host trusts (a local proxy's CA,
+# say), as it uses the host's resolv.conf.
+[ -s /etc/ssl/certs/ca-certificates.crt ] && cp /etc/ssl/certs/ca-certificates.crt "$BR/etc/ssl/certs/ca-certificates.crt"
+mkdir -p "$BR/root/.cargo/bin"
+for t in cargo rustc rustdoc rustup; do
+    printf '#!/bin/sh\necho "decoy %s called: debian/rules must use Debian'"'"'s toolchain" >&2\nexit 97\n' "$t" >"$BR/root/.cargo/bin/$t"
+    chmod 0755 "$BR/root/.cargo/bin/$t"
+done
+log "building in the build root (target directory $CARGO_TARGET_DIR)"
+mount -t proc proc "$BR/proc"
+in_root "$BR" sh -c "cd /build/pmxcfs-ng-$UPSTREAM && dpkg-checkbuilddeps &&
+    PATH=/root/.cargo/bin:\$PATH HOME=/root CARGO_TARGET_DIR=/build/target dpkg-buildpackage -b -us -uc" >"$WORK/build.log" 2>&1
+rc=$?
+umount "$BR/proc"
+comment=$(chroot "$BR" readelf -p .comment /build/target/release/pmxcfs 2>/dev/null | sed -n 's/.*\(rustc version .*\)/\1/p' | head -1)
+debian_rustc=$(chroot "$BR" /usr/bin/rustc --version)
+umount "$BR/build/target"
+BUILD=$CACHE/build
+rm -rf "$BUILD"
+mkdir -p "$BUILD"
+cp "$BR"/build/pmxcfs-ng_* "$BR"/build/pmxcfs-ng-dbgsym_* "$BUILD/" 2>/dev/null
+if [ $rc != 0 ]; then
     tail -40 "$WORK/build.log"
-    fail build "dpkg-buildpackage failed"
+    fail build "dpkg-buildpackage failed in the clean build root"
     finish
+elif grep -q '^decoy ' "$WORK/build.log"; then
+    grep '^decoy ' "$WORK/build.log"
+    fail build "the build called a cargo/rustc from PATH instead of Debian's"
+elif [ -z "$comment" ] || [ "${comment#rustc version }" != "${debian_rustc#rustc }" ]; then
+    fail build "binary built by '$comment', not by Debian's '$debian_rustc'"
+else
+    log "build: $comment (Debian's: $debian_rustc)"
+    pass build
 fi
 DEB=$BUILD/pmxcfs-ng_${DEBVER}_$(dpkg --print-architecture).deb
 CHANGES=$BUILD/pmxcfs-ng_${DEBVER}_$(dpkg --print-architecture).changes
@@ -148,10 +303,36 @@ CHANGES=$BUILD/pmxcfs-ng_${DEBVER}_$(dpkg --print-architecture).changes
 lintian --pedantic -I "$CHANGES" >"$WORK/lintian.log" 2>&1
 log "lintian: $(grep -c '^E:' "$WORK/lintian.log") errors, $(grep -c '^W:' "$WORK/lintian.log") warnings, $(grep -c '^[IP]:' "$WORK/lintian.log") info/pedantic"
 sed 's/^/  /' "$WORK/lintian.log"
-if grep -q '^E:' "$WORK/lintian.log"; then
+# The one accepted warning: a first upload closes no ITP bug.
+if grep -qE '^(Skipping|No packages selected)' "$WORK/lintian.log"; then
+    fail lintian "lintian checked nothing (see above)"
+elif grep -q '^E:' "$WORK/lintian.log"; then
     fail lintian "errors (see above)"
+elif grep '^W:' "$WORK/lintian.log" | grep -vq ' initial-upload-closes-no-bugs'; then
+    fail lintian "warnings other than initial-upload-closes-no-bugs (see above)"
 else
     pass lintian
+fi
+
+# ---------------------------------------------------------------- depends
+# Debian's SQLite, not a bundled copy; every linked library used; rrdtool (which the daemon runs)
+# in Depends, rrdcached in Recommends.
+problems=()
+depends=$(dpkg-deb -f "$DEB" Depends)
+recommends=$(dpkg-deb -f "$DEB" Recommends)
+for p in rrdtool libsqlite3-0 libqb100 libcpg4 libcmap4 libquorum5 libc6; do
+    grep -qE "(^|, )$p( |,|\$)" <<<"$depends" || problems+=("Depends lacks $p")
+done
+grep -qE '(^|, )rrdcached(,|$)' <<<"$recommends" || problems+=("Recommends lacks rrdcached")
+needed=$(chroot "$BR" readelf -d "/build/pmxcfs-ng-$UPSTREAM/debian/pmxcfs-ng/usr/bin/pmxcfs-ng" 2>/dev/null | sed -n 's/.*Shared library: \[\(.*\)\]/\1/p' | tr '\n' ' ')
+grep -q 'libsqlite3\.so\.0' <<<"$needed" || problems+=("binary does not link libsqlite3.so.0 (NEEDED: $needed)")
+grep -q 'SQLite format 3' "$TREE/debian/pmxcfs-ng/usr/bin/pmxcfs-ng" && problems+=("binary carries its own SQLite")
+grep 'dpkg-shlibdeps: warning' "$WORK/build.log" >&2 && problems+=("dpkg-shlibdeps warnings (above)")
+if [ ${#problems[@]} -eq 0 ]; then
+    log "depends: $depends; recommends: $recommends"
+    pass depends
+else
+    fail depends "$(printf '%s; ' "${problems[@]}")"
 fi
 
 # ---------------------------------------------------------------- filelist
@@ -257,103 +438,6 @@ else
 fi
 
 # ---------------------------------------------------------------- install
-# The mirror apt already uses (deb.debian.org unless configured otherwise).
-MIRROR=$(sed -n 's/^URIs: *\([^ ]*\/debian\)\/\{0,1\}$/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -1)
-[ -n "$MIRROR" ] || MIRROR=$(awk '$1 == "deb" && $2 ~ /\/debian\/?$/ { print $2; exit }' /etc/apt/sources.list 2>/dev/null)
-[ -n "$MIRROR" ] || MIRROR=http://deb.debian.org/debian
-ARCH=$(dpkg --print-architecture)
-mkdir -p "$CACHE/archives"
-
-# in_root DIR CMD...: run CMD in the Debian root DIR with apt's downloads cached.
-in_root() {
-    local dir=$1 rc
-    shift
-    cp /etc/resolv.conf "$dir/etc/resolv.conf" 2>/dev/null
-    find "$CACHE/archives" -name '*.deb' -exec cp -n {} "$dir/var/cache/apt/archives/" \;
-    chroot "$dir" env DEBIAN_FRONTEND=noninteractive PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "$@"
-    rc=$?
-    find "$dir/var/cache/apt/archives" -maxdepth 1 -name '*.deb' -exec cp -n {} "$CACHE/archives/" \;
-    rm -f "$dir"/var/cache/apt/archives/*.deb
-    return $rc
-}
-
-# make_root DIR NAME [PACKAGE...]: a Debian 12 root in DIR: minbase (debootstrap), plus
-# PACKAGEs; each stage is kept as $CACHE/$SUITE-NAME-$ARCH.tar and reused by later runs.
-make_root() {
-    local dir=$1 name=$2 tarball
-    shift 2
-    tarball=$CACHE/$SUITE-$name-$ARCH.tar
-    mkdir -p "$dir"
-    if [ -s "$tarball" ]; then
-        log "unpacking cached Debian root $(basename "$tarball")"
-        tar -C "$dir" -xpf "$tarball" || return 1
-        return 0
-    fi
-    if [ "$name" = minbase ]; then
-        log "debootstrap --variant=minbase $SUITE from $MIRROR (cached afterwards)"
-        debootstrap --variant=minbase "$SUITE" "$dir" "$MIRROR" >"$WORK/debootstrap.log" 2>&1 ||
-            { tail -20 "$WORK/debootstrap.log"; return 1; }
-        mount -t proc proc "$dir/proc"
-        in_root "$dir" apt-get update -qq >>"$WORK/debootstrap.log" 2>&1
-        local rc=$?
-        umount "$dir/proc"
-        [ $rc = 0 ] || { tail -20 "$WORK/debootstrap.log"; return 1; }
-    else
-        make_root "$dir" minbase || return 1
-        log "adding $* to the Debian root (cached afterwards)"
-        mount -t proc proc "$dir/proc"
-        in_root "$dir" apt-get install -y -qq --no-install-recommends "$@" >"$WORK/root-$name.log" 2>&1
-        local rc=$?
-        umount "$dir/proc"
-        [ $rc = 0 ] || { tail -20 "$WORK/root-$name.log"; return 1; }
-    fi
-    rm -f "$dir"/var/cache/apt/archives/*.deb
-    tar -C "$dir" -cpf "$tarball.tmp" . && mv "$tarball.tmp" "$tarball"
-}
-
-# install_deb DIR: apt-get install ./pmxcfs-ng_*.deb in the root DIR (dependencies from the mirror).
-install_deb() {
-    local dir=$1
-    cp "$DEB" "$dir/root/"
-    { in_root "$dir" apt-get update -qq &&
-        in_root "$dir" apt-get install -y --no-install-recommends "/root/$(basename "$DEB")"; } >"$WORK/install.log" 2>&1 &&
-        chroot "$dir" dpkg -s pmxcfs-ng | grep -q '^Status: install ok installed'
-}
-
-# A stand-in for pve-cluster's files, which the package must never touch.
-fake_pve_cluster() {
-    local dir=$1
-    cat >"$dir/usr/bin/pmxcfs" <<'EOF'
-#!/bin/sh
-# stand-in for pve-cluster's pmxcfs: forks, writes its pid file
-mkdir -p /etc/pve
-( exec sleep infinity ) &
-echo $! >/run/pve-cluster.pid
-EOF
-    chmod 0755 "$dir/usr/bin/pmxcfs"
-    mkdir -p "$dir/lib/systemd/system"
-    cat >"$dir/lib/systemd/system/pve-cluster.service" <<'EOF'
-[Unit]
-Description=The Proxmox VE cluster filesystem (stand-in)
-ConditionFileIsExecutable=/usr/bin/pmxcfs
-DefaultDependencies=no
-Before=shutdown.target
-Conflicts=shutdown.target
-After=network.target
-
-[Service]
-ExecStart=/usr/bin/pmxcfs
-KillMode=mixed
-Restart=on-failure
-TimeoutStopSec=10
-Type=forking
-PIDFile=/run/pve-cluster.pid
-
-[Install]
-WantedBy=multi-user.target
-EOF
-}
-
 install_ok=0
 if make_root "$CHROOT" minbase; then
     mount -t proc proc "$CHROOT/proc"

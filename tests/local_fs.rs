@@ -255,25 +255,32 @@ fn restart_shows_the_identical_tree() {
     assert_eq!(snapshot(&d.mnt()), before);
 }
 
+fn store_transactions(d: &Daemon) -> u64 {
+    d.stats()["store_transactions"].as_u64().unwrap()
+}
+
 #[test]
-fn fsync_commits_even_with_a_commit_delay() {
-    let d = Daemon::start(&["--commit-delay", "60000"]);
-    let base = d.commits();
+fn fsync_makes_everything_durable_at_once_within_a_long_sync_interval() {
+    let d = Daemon::start(&["--sync-interval", "60000"]);
+    let (acks, base) = (d.commits(), store_transactions(&d));
     let mut f = File::create(d.p("f")).unwrap();
     f.write_all(b"data").unwrap();
     f.sync_all().unwrap();
-    assert_eq!(d.commits(), base + 1);
+    assert_eq!(d.commits(), acks + 1, "fsync acknowledged the write");
+    assert_eq!(store_transactions(&d), base + 1, "and wrote it to config.db");
+    assert!(!d.stats()["dirty"].as_bool().unwrap(), "everything is durable");
     drop(f);
     fs::write(d.p("g"), b"x").unwrap();
     fs::rename(d.p("g"), d.p("h")).unwrap();
-    assert_eq!(d.commits(), base + 1, "within the delay nothing else is committed");
+    assert_eq!(d.commits(), acks + 3, "close and rename are acknowledged (crash record)");
+    assert_eq!(store_transactions(&d), base + 1, "within the interval nothing else reaches SQLite");
     assert!(d.stats()["dirty"].as_bool().unwrap());
 }
 
 #[test]
-fn commit_delay_folds_tmp_and_rename_into_one_transaction() {
-    let d = Daemon::start(&["--commit-delay", "300"]);
-    let base = d.commits();
+fn the_sync_interval_folds_tmp_and_rename_into_one_store_transaction() {
+    let d = Daemon::start(&["--sync-interval", "300"]);
+    let base = store_transactions(&d);
     fs::write(d.p("lrm_status.tmp.1"), br#"{"state":"wait_for_agent_lock"}"#).unwrap();
     fs::rename(d.p("lrm_status.tmp.1"), d.p("lrm_status")).unwrap();
     let t0 = std::time::Instant::now();
@@ -281,7 +288,7 @@ fn commit_delay_folds_tmp_and_rename_into_one_transaction() {
         assert!(t0.elapsed().as_secs() < 10);
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    assert_eq!(d.commits(), base + 1);
+    assert_eq!(store_transactions(&d), base + 1);
     let conn = rusqlite::Connection::open(d.db_path()).unwrap();
     let n: i64 = conn.query_row("SELECT count(*) FROM tree WHERE name LIKE 'lrm_status%'", [], |r| r.get(0)).unwrap();
     assert_eq!(n, 1, "the temp file never became a row of its own");

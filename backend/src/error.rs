@@ -15,6 +15,10 @@ pub enum FsError {
     NotADirectory,
     #[error("bad file handle")]
     BadHandle,
+    #[error("is a directory")]
+    IsADirectory,
+    #[error("function not implemented")]
+    NotImplemented,
     #[error("file exists")]
     Exists,
     #[error("permission denied")]
@@ -31,6 +35,9 @@ pub enum FsError {
     Invalid,
     #[error("no space left")]
     NoSpace,
+    /// The disk (or the crash record's tmpfs) is full: the change could not be kept.
+    #[error("no space left on device: {0}")]
+    DiskFull(String),
     #[error("device or resource busy")]
     Busy,
     #[error("input/output error: {0}")]
@@ -44,6 +51,8 @@ impl FsError {
             FsError::NotFound => libc::ENOENT,
             FsError::NotADirectory => libc::ENOTDIR,
             FsError::BadHandle => libc::EBADF,
+            FsError::IsADirectory => libc::EISDIR,
+            FsError::NotImplemented => libc::ENOSYS,
             FsError::Exists => libc::EEXIST,
             FsError::AccessDenied => libc::EACCES,
             FsError::NotPermitted => libc::EPERM,
@@ -52,6 +61,7 @@ impl FsError {
             FsError::NameTooLong => libc::ENAMETOOLONG,
             FsError::Invalid => libc::EINVAL,
             FsError::NoSpace => libc::ENOSPC,
+            FsError::DiskFull(_) => libc::ENOSPC,
             FsError::Busy => libc::EBUSY,
             FsError::Io(_) => libc::EIO,
         }
@@ -59,12 +69,24 @@ impl FsError {
 }
 
 impl FsError {
+    /// The refusal a failed disk operation stands for: ENOSPC/EDQUOT → [`FsError::DiskFull`],
+    /// EFBIG → [`FsError::FileTooBig`], anything else → [`FsError::Io`].
+    pub fn from_io(what: &str, e: &std::io::Error) -> FsError {
+        match e.raw_os_error() {
+            Some(libc::ENOSPC) | Some(libc::EDQUOT) => FsError::DiskFull(format!("{what}: {e}")),
+            Some(libc::EFBIG) => FsError::FileTooBig,
+            _ => FsError::Io(format!("{what}: {e}")),
+        }
+    }
+
     /// The refusal a (positive) errno stands for, e.g. a replicated operation's result.
     pub fn from_errno(errno: i32) -> FsError {
         match errno {
             libc::ENOENT => FsError::NotFound,
             libc::ENOTDIR => FsError::NotADirectory,
             libc::EBADF => FsError::BadHandle,
+            libc::EISDIR => FsError::IsADirectory,
+            libc::ENOSYS => FsError::NotImplemented,
             libc::EEXIST => FsError::Exists,
             libc::EACCES => FsError::AccessDenied,
             libc::EPERM => FsError::NotPermitted,
@@ -80,3 +102,16 @@ impl FsError {
 }
 
 pub type FsResult<T> = Result<T, FsError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disk_errors_keep_their_errno() {
+        let full = std::io::Error::from_raw_os_error(libc::ENOSPC);
+        assert_eq!(FsError::from_io("x", &full).errno(), libc::ENOSPC);
+        assert_eq!(FsError::from_io("x", &std::io::Error::from_raw_os_error(libc::EFBIG)).errno(), libc::EFBIG);
+        assert_eq!(FsError::from_io("x", &std::io::Error::from_raw_os_error(libc::EIO)).errno(), libc::EIO);
+    }
+}

@@ -20,7 +20,7 @@ fn hash_fields(h: &mut Sha256, e: &Entry) {
     h.update(e.size().to_le_bytes());
     h.update([e.kind()]);
     h.update(e.parent.to_le_bytes());
-    h.update(e.name.as_bytes());
+    h.update(crate::name_bytes::encode(&e.name));
     if !e.data().is_empty() {
         h.update(e.data());
     }

@@ -46,7 +46,7 @@ pub fn check_new_name(name: &str) -> FsResult<()> {
     if name.is_empty() || name == "." || name == ".." {
         return Err(FsError::AccessDenied);
     }
-    if name.len() > MAX_NAME_LEN {
+    if crate::name_bytes::raw_len(name) > MAX_NAME_LEN {
         return Err(FsError::NameTooLong);
     }
     if name.contains('\0') {

@@ -12,6 +12,7 @@ use rusqlite::{params, Connection, OpenFlags};
 use thiserror::Error;
 
 use crate::entry::{Content, Entry, DT_DIR, DT_REG};
+use crate::error::FsError;
 
 /// The original's table definition, byte for byte.
 pub const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS tree (
@@ -31,13 +32,11 @@ const REPLACE_SQL: &str = "INSERT INTO tree (inode, parent, version, writer, mti
      ON CONFLICT(inode) DO UPDATE SET parent = excluded.parent, version = excluded.version, writer = excluded.writer, \
      mtime = excluded.mtime, type = excluded.type, name = excluded.name, data = excluded.data;";
 
-/// SQLite page size pmxcfs-ng uses. Every commit writes at least two pages (the changed
-/// row's leaf and the `__version__` row's leaf) to the WAL and later to the database, so
-/// the page size is the unit of write amplification: 1 KiB instead of the original's 4 KiB.
-/// Any page size is a valid `config.db` for the original.
-pub const PAGE_SIZE: i64 = 1024;
 const DELETE_SQL: &str = "DELETE FROM tree WHERE inode = ?1;";
 const SELECT_SQL: &str = "SELECT inode, parent, version, writer, mtime, type, name, data FROM tree;";
+
+/// Frames the WAL is sized for at open: SQLite's automatic checkpoint comes at 1000 pages.
+const WAL_PREALLOC_FRAMES: u64 = 1000;
 
 /// Name of the row that carries the global version.
 pub const VERSION_ROW_NAME: &str = "__version__";
@@ -59,6 +58,23 @@ pub enum StoreError {
     Io { path: String, source: std::io::Error },
 }
 
+impl StoreError {
+    /// What a writer sees when the store fails: ENOSPC for a full disk, EFBIG for a size
+    /// limit, EIO for anything else (mapped to errno by [`FsError::errno`]).
+    pub fn to_fs_error(&self) -> FsError {
+        use rusqlite::ErrorCode;
+        match self {
+            StoreError::Sql { source, .. } | StoreError::Open { source, .. } => match source.sqlite_error_code() {
+                Some(ErrorCode::DiskFull) => FsError::DiskFull(self.to_string()),
+                Some(ErrorCode::TooBig) => FsError::FileTooBig,
+                _ => FsError::Io(self.to_string()),
+            },
+            StoreError::Io { path, source } => FsError::from_io(path, source),
+            _ => FsError::Io(self.to_string()),
+        }
+    }
+}
+
 /// One loaded row, after the original's masking and checks.
 #[derive(Debug, Clone)]
 pub struct LoadedRows {
@@ -72,12 +88,12 @@ pub struct LoadedRows {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
-    commits: u64,
+    transactions: u64,
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("path", &self.path).field("commits", &self.commits).finish()
+        f.debug_struct("Store").field("path", &self.path).field("transactions", &self.transactions).finish()
     }
 }
 
@@ -110,19 +126,11 @@ impl Store {
             });
         }
         conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(sql_err(path))?;
-        let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0)).map_err(sql_err(path))?;
-        if page_size != PAGE_SIZE {
-            if existed {
-                // one-off conversion: the page size of a WAL database changes only via VACUUM
-                // in rollback-journal mode (atomic; a crash leaves the old file intact)
-                conn.pragma_update(None, "journal_mode", "DELETE").map_err(sql_err(path))?;
-                conn.pragma_update(None, "page_size", PAGE_SIZE).map_err(sql_err(path))?;
-                conn.execute_batch("VACUUM").map_err(sql_err(path))?;
-                tracing::info!(target: "database", "converted '{p}' from {page_size}-byte to {PAGE_SIZE}-byte pages");
-            } else {
-                conn.pragma_update(None, "page_size", PAGE_SIZE).map_err(sql_err(path))?;
-            }
-        }
+        // The page size is the administrator's: an existing database keeps its own (the
+        // original's 4 KiB, or 1 KiB from pmxcfs-ng 0.1), a new one gets SQLite's default
+        // (4 KiB, as the original). It is never rewritten (no VACUUM) as a side effect of
+        // starting. With one store transaction per sync interval the page size no longer
+        // matters for wear (docs/benchmark.md).
         conn.pragma_update(None, "journal_mode", "WAL").map_err(sql_err(path))?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(sql_err(path))?;
         conn.execute_batch(SCHEMA).map_err(sql_err(path))?;
@@ -134,7 +142,41 @@ impl Store {
         if cols.iter().map(String::as_str).ne(want.iter().copied()) {
             return Err(StoreError::Foreign { path: p, why: format!("table 'tree' has columns ({}), expected ({})", cols.join(", "), want.join(", ")) });
         }
-        Ok(Store { conn, path: path.to_path_buf(), commits: 0 })
+        let store = Store { conn, path: path.to_path_buf(), transactions: 0 };
+        store.presize_wal();
+        Ok(store)
+    }
+
+    /// Grows the WAL once, with zeros after its last frame, to the size SQLite's automatic
+    /// checkpoint lets it reach anyway, and syncs that. Every later store transaction then
+    /// overwrites allocated blocks: its fdatasync writes the frames and a cache flush, but no
+    /// filesystem journal commit for a growing file (measured: docs/benchmark.md). SQLite
+    /// finds the end of the WAL by the frames' salts and checksums, never by the file size,
+    /// so zeros read as "no more frames" — as the stale frames a reused WAL holds anyway.
+    /// Failure is harmless (the WAL just grows as usual).
+    fn presize_wal(&self) {
+        let Ok(page) = self.page_size() else { return };
+        let want = 32 + WAL_PREALLOC_FRAMES * (24 + page as u64);
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        let Ok(f) = std::fs::OpenOptions::new().write(true).open(&wal) else { return };
+        let len = f.metadata().map(|m| m.len()).unwrap_or(want);
+        if len >= want {
+            return;
+        }
+        use std::os::unix::fs::FileExt;
+        // page-sized writes: large page-cache folios would make every later frame write
+        // dirty (and charge) a whole folio
+        let zeros = vec![0u8; 4096];
+        let mut at = len;
+        while at < want {
+            let n = zeros.len().min((want - at) as usize);
+            if f.write_all_at(&zeros[..n], at).is_err() {
+                return;
+            }
+            at += n as u64;
+        }
+        let _ = f.sync_data();
     }
 
     /// Opens an existing database read-only, changing nothing (offline tools).
@@ -149,16 +191,21 @@ impl Store {
         if !has_tree {
             return Err(StoreError::Foreign { path: p, why: "no 'tree' table".into() });
         }
-        Ok(Store { conn, path: path.to_path_buf(), commits: 0 })
+        Ok(Store { conn, path: path.to_path_buf(), transactions: 0 })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// Transactions committed since open.
-    pub fn commits(&self) -> u64 {
-        self.commits
+    /// Store transactions written since open.
+    pub fn transactions(&self) -> u64 {
+        self.transactions
+    }
+
+    /// The database's page size in bytes.
+    pub fn page_size(&self) -> Result<i64, StoreError> {
+        self.conn.query_row("PRAGMA page_size", [], |r| r.get(0)).map_err(sql_err(&self.path))
     }
 
     /// Reads every row with the original's checks (no name, unknown type, data on a
@@ -187,7 +234,7 @@ impl Store {
             let kind = (int(5)? & 0xff) as u8;
             let name = match row.get_ref(6) {
                 Ok(ValueRef::Text(t)) | Ok(ValueRef::Blob(t)) => {
-                    String::from_utf8(t.to_vec()).map_err(|_| bad("name is not valid UTF-8".into()))?
+                    crate::name_bytes::decode(t).into_owned()
                 }
                 _ => String::new(),
             };
@@ -227,9 +274,9 @@ impl Store {
         Ok(LoadedRows { entries, has_version_row })
     }
 
-    /// Writes one batch as ONE transaction: replaced rows, deleted rows, then the
-    /// `__version__` row from `root`.
-    pub fn commit(&mut self, changes: &[(u64, Option<Entry>)], root: &Entry) -> Result<(), StoreError> {
+    /// Writes one batch as ONE store transaction: replaced rows, deleted rows, then the
+    /// `__version__` row from `root`. Durable against a power cut only after [`Store::sync_wal`].
+    pub fn write_transaction(&mut self, changes: &[(u64, Option<Entry>)], root: &Entry) -> Result<(), StoreError> {
         let path = self.path.clone();
         let tx = self.conn.transaction().map_err(sql_err(&path))?;
         {
@@ -246,7 +293,7 @@ impl Store {
                             _ => None,
                         };
                         replace
-                            .execute(params![e.inode as i64, e.parent as i64, e.version as i64, e.writer as i64, e.mtime as i64, e.kind() as i64, e.name, data])
+                            .execute(params![e.inode as i64, e.parent as i64, e.version as i64, e.writer as i64, e.mtime as i64, e.kind() as i64, rusqlite::types::ToSqlOutput::Borrowed(ValueRef::Text(&crate::name_bytes::encode(&e.name))), data])
                             .map_err(sql_err(&path))?;
                     }
                     None => {
@@ -259,11 +306,11 @@ impl Store {
                 .map_err(sql_err(&path))?;
         }
         tx.commit().map_err(sql_err(&path))?;
-        self.commits += 1;
+        self.transactions += 1;
         Ok(())
     }
 
-    /// Makes every committed transaction durable (fdatasync of the WAL file).
+    /// Makes every written transaction durable (fdatasync of the WAL file).
     pub fn sync_wal(&self) -> Result<(), StoreError> {
         let mut wal = self.path.clone().into_os_string();
         wal.push("-wal");
@@ -280,11 +327,27 @@ impl Store {
             .map_err(sql_err(&self.path))
     }
 
-    /// Checkpoints the WAL into the main file (clean shutdown).
+    /// Checkpoints the WAL into the main file.
     pub fn checkpoint(&self) -> Result<(), StoreError> {
-        self.conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-            .map_err(sql_err(&self.path))
+        let busy: i64 = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
+            .map_err(sql_err(&self.path))?;
+        if busy != 0 {
+            return Err(StoreError::Foreign { path: self.path.display().to_string(), why: "checkpoint blocked by another connection".into() });
+        }
+        Ok(())
+    }
+
+    /// Clean stop: checkpoints everything into the main file, syncs it and closes the
+    /// connection, so SQLite removes `-wal` and `-shm` and `config.db` alone holds the tree.
+    pub fn close(self) -> Result<(), StoreError> {
+        self.checkpoint()?;
+        let path = self.path.clone();
+        self.conn.close().map_err(|(_, source)| StoreError::Sql { path: path.display().to_string(), source })?;
+        std::fs::File::open(&path)
+            .and_then(|f| f.sync_all())
+            .map_err(|source| StoreError::Io { path: path.display().to_string(), source })
     }
 }
 

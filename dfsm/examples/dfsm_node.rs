@@ -1,3 +1,5 @@
+//! A DFSM test node over real corosync, driven by stdin lines and answering on stdout.
+//!
 //! A DFSM test node over real corosync: `GroupRunner<TestApp>` +
 //! `QuorumTracker` + `CmapTracker`, driven by stdin lines (`put k v`,
 //! `get k`, `burst p n threads`, `digest`, `applied`, `mode`, `members`,

@@ -1,3 +1,6 @@
+//! The application side of the DFSM: the trait dcdb and kvstore implement, and the
+//! [`Context`] their callbacks use.
+//!
 //! The application side of the DFSM: the trait an application (dcdb file
 //! tree, kvstore status) implements, like the original's callback table, and
 //! the [`Context`] through which callbacks read the local identity and send

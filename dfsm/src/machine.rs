@@ -1,3 +1,6 @@
+//! The sans-I/O DFSM core: stepped with CPG events, ticks and send requests, it returns
+//! [`Action`]s for the host to carry out.
+//!
 //! The sans-I/O DFSM core: a value stepped with CPG events (confchg,
 //! deliver), timer ticks and local send requests, returning [`Action`]s for
 //! the host to carry out. It reproduces the original's modes, epochs, sync

@@ -1,3 +1,5 @@
+//! The two message queues of a DFSM sync round (spec §3.5).
+//!
 //! The two message queues of the DFSM (spec §3.5): the normal-message queue
 //! kept sorted by the sender's `count` (ties keep arrival order), and the
 //! append-only sync queue used in UPDATE mode for already-synced senders.

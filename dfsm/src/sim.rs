@@ -1,3 +1,6 @@
+//! A deterministic simulated CPG for tests: virtual synchrony, membership changes, crashes
+//! and restarts, interleaved by a seeded PRNG.
+//!
 //! A deterministic simulated CPG for tests: virtual synchrony with one total
 //! order per view, membership changes, partitions and merges, clean leaves,
 //! crashes and restarts with new pids. Interleaving between nodes is chosen

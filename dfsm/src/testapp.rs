@@ -1,3 +1,6 @@
+//! A small in-memory replicated key/value application for tests and the simulator; it
+//! exercises the DFSM core and is neither dcdb nor kvstore.
+//!
 //! A small in-memory application for tests and the simulator: a replicated
 //! key/value map that syncs like dcdb (leader = highest version, then
 //! highest mtime, then lowest member; members with a byte-identical state

@@ -1,3 +1,5 @@
+//! The DFSM core stepped by hand, without the simulator.
+//!
 //! The DFSM core stepped by hand (no simulator): queue resend after a
 //! membership change, queue ordering by count, and a comparison of the
 //! message types the core sends with the golden traces of the original.

@@ -1,3 +1,6 @@
+//! The wire codecs against the golden 3-node traces of the original: decode, re-encode,
+//! recompute digests.
+//!
 //! Every send/deliver record of the golden 3-node traces decodes with the
 //! wire codecs and re-encodes to the same bytes; index digests recomputed
 //! from UPDATE records match the leader's STATE index.

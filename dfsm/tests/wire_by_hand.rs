@@ -1,3 +1,6 @@
+//! Every message kind of the two CPG groups checked against byte arrays written out by hand
+//! from the wire spec, not produced by our encoders.
+//!
 //! Every message kind of the two CPG groups checked against byte arrays written out BY HAND
 //! from the tables of `../shared/spec/pmxcfs-wire.md` (§0, §2, §4, §5, §6) — not produced by
 //! our encoders. Each test decodes the literal bytes and checks every field, then encodes the

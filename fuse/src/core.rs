@@ -94,7 +94,7 @@ impl Core {
 
     /// Attributes of a tree inode, with its pending content's size and mtime; an inode
     /// that left the tree while open is shown with nlink 0.
-    pub fn tree_attr(&self, tree_ino: u64) -> Result<FileAttr, i32> {
+    pub fn tree_attr(&self, tree_ino: u64) -> FsResult<FileAttr> {
         let (overlay, orphan_path) = {
             let files = self.files.lock();
             (files.overlay(tree_ino), files.orphan(tree_ino).map(|o| o.path.clone()))
@@ -105,7 +105,7 @@ impl Core {
         match (t.get(tree_ino), t.path_of(tree_ino)) {
             (Some(e), Some(path)) if orphan_path.is_none() => Ok(attrs::entry_attr(ino, e, &path, quorate, overlay, self.owner)),
             _ => {
-                let path = orphan_path.ok_or(libc::ENOENT)?;
+                let path = orphan_path.ok_or(FsError::NotFound)?;
                 drop(t);
                 let name = path.rsplit('/').next().unwrap_or(&path);
                 let e = Entry::new_file(tree_ino, 0, name, Vec::new());
@@ -283,10 +283,10 @@ impl Core {
     }
 
     /// Path of `name` inside directory `parent` (tree entries only).
-    pub fn child_path(&self, parent_tree: u64, name: &str) -> Result<String, i32> {
-        let dir = self.cfg.db.tree().path_of(parent_tree).ok_or(libc::ENOENT)?;
+    pub fn child_path(&self, parent_tree: u64, name: &str) -> FsResult<String> {
+        let dir = self.cfg.db.tree().path_of(parent_tree).ok_or(FsError::NotFound)?;
         if parent_tree == 0 && self.special_index(name).is_some() {
-            return Err(libc::EACCES);
+            return Err(FsError::AccessDenied);
         }
         Ok(join(&dir, name))
     }

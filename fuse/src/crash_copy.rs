@@ -63,15 +63,16 @@ impl CrashCopies {
     /// Starts (or restarts) the copy of `inode` with its whole `content`.
     pub fn begin(&mut self, inode: u64, parent: u64, name: &str, content: &[u8]) {
         let Some(dir) = self.dir.clone() else { return };
-        if FIXED_LEN + name.len() > HEADER_LEN as usize {
+        let raw = pmxcfs_backend::name_bytes::encode(name);
+        if FIXED_LEN + raw.len() > HEADER_LEN as usize {
             return;
         }
         let mut header = Vec::with_capacity(HEADER_LEN as usize);
         header.extend_from_slice(MAGIC);
         header.extend_from_slice(&inode.to_le_bytes());
         header.extend_from_slice(&parent.to_le_bytes());
-        header.extend_from_slice(&(name.len() as u32).to_le_bytes());
-        header.extend_from_slice(name.as_bytes());
+        header.extend_from_slice(&(raw.len() as u32).to_le_bytes());
+        header.extend_from_slice(&raw);
         header.resize(HEADER_LEN as usize, 0);
         let file = match self.files.remove(&inode) {
             Some(f) => Ok(f),
@@ -165,7 +166,7 @@ fn decode(path: &Path, bytes: &[u8]) -> Result<Leftover, String> {
     if FIXED_LEN + name_len > HEADER_LEN as usize {
         return Err("name length out of range".into());
     }
-    let name = String::from_utf8(bytes[FIXED_LEN..FIXED_LEN + name_len].to_vec()).map_err(|_| "name is not UTF-8".to_string())?;
+    let name = pmxcfs_backend::name_bytes::decode(&bytes[FIXED_LEN..FIXED_LEN + name_len]).into_owned();
     if name.is_empty() {
         return Err("empty name".into());
     }

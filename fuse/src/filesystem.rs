@@ -3,6 +3,7 @@
 //! run on the worker pool ([`crate::workers`]) through [`Core`]'s commit points.
 
 use std::ffi::OsStr;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -11,7 +12,7 @@ use fuser::{
     ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow,
 };
 use pmxcfs_backend::path::{is_lock_dir_path, is_private};
-use pmxcfs_backend::{now_secs, FsError, Op};
+use pmxcfs_backend::{now_secs, FsError, FsResult, Op};
 use tracing::{debug, warn};
 
 pub use crate::core::{FsConfig, FsCounters, PendingCommitter, DEFAULT_PENDING_CAP};
@@ -49,11 +50,18 @@ fn err(e: &FsError) -> i32 {
     e.errno()
 }
 
-fn name_str(name: &OsStr) -> Result<&str, i32> {
+/// A name from the kernel: bytes, as in the original (non-UTF-8 names included, see
+/// [`pmxcfs_backend::name_bytes`]).
+fn name_str(name: &OsStr) -> FsResult<std::borrow::Cow<'_, str>> {
     if name.len() > pmxcfs_backend::path::MAX_NAME_LEN {
-        return Err(libc::ENAMETOOLONG);
+        return Err(FsError::NameTooLong);
     }
-    name.to_str().ok_or(libc::EINVAL)
+    Ok(pmxcfs_backend::name_bytes::decode(name.as_bytes()))
+}
+
+/// An internal name as the kernel must see it.
+fn kernel_name(name: &str) -> std::ffi::OsString {
+    std::ffi::OsString::from_vec(pmxcfs_backend::name_bytes::encode(name).into_owned())
 }
 
 fn secs(t: TimeOrNow) -> u32 {
@@ -85,24 +93,24 @@ impl PmxcfsFs {
 
 impl Core {
     /// Tree path of a kernel inode that names a tree entry.
-    fn tree_path(&self, ino: u64) -> Result<(u64, String), i32> {
+    fn tree_path(&self, ino: u64) -> FsResult<(u64, String)> {
         match inodes::classify(ino) {
-            Ino::Tree(t) => self.cfg.db.tree().path_of(t).map(|p| (t, p)).ok_or(libc::ENOENT),
-            Ino::Special(_) => Err(libc::EACCES),
+            Ino::Tree(t) => self.cfg.db.tree().path_of(t).map(|p| (t, p)).ok_or(FsError::NotFound),
+            Ino::Special(_) => Err(FsError::AccessDenied),
         }
     }
 
     /// Path of `name` inside kernel directory `parent`.
-    fn kernel_child_path(&self, parent: u64, name: &OsStr) -> Result<(u64, String), i32> {
+    fn kernel_child_path(&self, parent: u64, name: &OsStr) -> FsResult<(u64, String)> {
         let name = name_str(name)?;
-        let Ino::Tree(pino) = inodes::classify(parent) else { return Err(libc::EACCES) };
-        self.child_path(pino, name).map(|p| (pino, p))
+        let Ino::Tree(pino) = inodes::classify(parent) else { return Err(FsError::AccessDenied) };
+        self.child_path(pino, &name).map(|p| (pino, p))
     }
 
-    fn attr_of(&self, ino: u64) -> Result<(FileAttr, Duration), i32> {
+    fn attr_of(&self, ino: u64) -> FsResult<(FileAttr, Duration)> {
         match inodes::classify(ino) {
             Ino::Special(i) if i < self.specials.len() => Ok((self.special_attr(i), TTL_NONE)),
-            Ino::Special(_) => Err(libc::ENOENT),
+            Ino::Special(_) => Err(FsError::NotFound),
             Ino::Tree(t) => Ok((self.tree_attr(t)?, TTL)),
         }
     }
@@ -110,7 +118,7 @@ impl Core {
     fn entry_reply(&self, tree_ino: u64, reply: ReplyEntry) {
         match self.tree_attr(tree_ino) {
             Ok(a) => reply.entry(&TTL, &a, 0),
-            Err(e) => reply.error(e),
+            Err(e) => reply.error(e.errno()),
         }
     }
 
@@ -140,26 +148,26 @@ impl Filesystem for PmxcfsFs {
 
     fn lookup(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEntry) {
         if name.len() > pmxcfs_backend::path::MAX_NAME_LEN {
-            return reply.error(libc::ENAMETOOLONG);
+            return reply.error(FsError::NameTooLong.errno());
         }
-        let Ok(name) = name_str(name) else { return reply.error(libc::ENOENT) };
+        let Ok(name) = name_str(name) else { return reply.error(FsError::NotFound.errno()) };
         if parent == fuser::FUSE_ROOT_ID {
-            if let Some(i) = self.core.special_index(name) {
+            if let Some(i) = self.core.special_index(&name) {
                 return reply.entry(&TTL_NONE, &self.core.special_attr(i), 0);
             }
         }
-        let Ino::Tree(pino) = inodes::classify(parent) else { return reply.error(libc::ENOTDIR) };
-        let child = self.core.cfg.db.tree().lookup_child(pino, name).map(|e| e.inode);
+        let Ino::Tree(pino) = inodes::classify(parent) else { return reply.error(FsError::NotADirectory.errno()) };
+        let child = self.core.cfg.db.tree().lookup_child(pino, &name).map(|e| e.inode);
         match child {
             Some(c) => self.core.entry_reply(c, reply),
-            None => reply.error(libc::ENOENT),
+            None => reply.error(FsError::NotFound.errno()),
         }
     }
 
     fn getattr(&mut self, _req: &Request<'_>, ino: u64, _fh: Option<u64>, reply: ReplyAttr) {
         match self.core.attr_of(ino) {
             Ok((a, ttl)) => reply.attr(&ttl, &a),
-            Err(e) => reply.error(e),
+            Err(e) => reply.error(e.errno()),
         }
     }
 
@@ -185,32 +193,32 @@ impl Filesystem for PmxcfsFs {
             // Virtual files: truncate is accepted only on writable ones; nothing else is.
             let writable = matches!(self.core.specials.get(i), Some(Special::Virtual(v)) if v.writable);
             if size.is_some() && !writable {
-                return reply.error(libc::EIO);
+                return reply.error(FsError::Io("not possible on this entry".into()).errno());
             }
             return match self.core.attr_of(ino) {
                 Ok((a, ttl)) => reply.attr(&ttl, &a),
-                Err(e) => reply.error(e),
+                Err(e) => reply.error(e.errno()),
             };
         }
-        let Ino::Tree(tree_ino) = inodes::classify(ino) else { return reply.error(libc::ENOENT) };
+        let Ino::Tree(tree_ino) = inodes::classify(ino) else { return reply.error(FsError::NotFound.errno()) };
         let orphan = self.core.files.lock().orphan(tree_ino).map(|o| o.path.clone());
         let path = match orphan {
             Some(p) => p,
             None => match self.core.tree_path(ino) {
                 Ok((_, p)) => p,
-                Err(e) => return reply.error(e),
+                Err(e) => return reply.error(e.errno()),
             },
         };
         // chmod: accepted (and ignored) only for the mode the path already has.
         if let Some(m) = mode {
             let want = if is_private(&path) { 0o600 } else { 0o640 };
             if m & 0o7777 != want {
-                return reply.error(libc::EPERM);
+                return reply.error(FsError::NotPermitted.errno());
             }
         }
         // chown: only to root:www-data (or unchanged).
         if uid.is_some_and(|u| u != 0) || gid.is_some_and(|g| g != self.core.cfg.gid) {
-            return reply.error(libc::EPERM);
+            return reply.error(FsError::NotPermitted.errno());
         }
         // utimens: like libfuse 2, only when both times are given.
         let new_mtime = match (atime, mtime) {
@@ -220,11 +228,11 @@ impl Filesystem for PmxcfsFs {
         if size.is_none() && new_mtime.is_none() {
             return match self.core.tree_attr(tree_ino) {
                 Ok(a) => reply.attr(&TTL, &a),
-                Err(e) => reply.error(e),
+                Err(e) => reply.error(e.errno()),
             };
         }
         if !self.core.cfg.sink.quorate() {
-            return reply.error(libc::EACCES);
+            return reply.error(FsError::AccessDenied.errno());
         }
         let core = self.core.clone();
         self.core.workers.run(move || {
@@ -254,7 +262,7 @@ impl Filesystem for PmxcfsFs {
                                 // The lock is gone; the original reports success.
                                 return match core.attr_of(fuser::FUSE_ROOT_ID) {
                                     Ok((a, _)) => reply.attr(&TTL_NONE, &a),
-                                    Err(e) => reply.error(e),
+                                    Err(e) => reply.error(e.errno()),
                                 };
                             }
                             Ok(false) => {}
@@ -272,7 +280,7 @@ impl Filesystem for PmxcfsFs {
             }
             match core.tree_attr(tree_ino) {
                 Ok(a) => reply.attr(&TTL, &a),
-                Err(e) => reply.error(e),
+                Err(e) => reply.error(e.errno()),
             }
         });
     }
@@ -281,21 +289,21 @@ impl Filesystem for PmxcfsFs {
         match inodes::classify(ino) {
             Ino::Special(i) => match self.core.specials.get(i) {
                 Some(Special::Symlink { target, .. }) => reply.data(target.as_bytes()),
-                _ => reply.error(libc::EINVAL),
+                _ => reply.error(FsError::Invalid.errno()),
             },
-            Ino::Tree(_) => reply.error(libc::EACCES),
+            Ino::Tree(_) => reply.error(FsError::AccessDenied.errno()),
         }
     }
 
     fn mknod(&mut self, _req: &Request<'_>, _parent: u64, _name: &OsStr, mode: u32, _umask: u32, _rdev: u32, reply: ReplyEntry) {
         warn!(target: "fuse", "refusing mknod (mode {mode:o}): special files are not supported");
-        reply.error(libc::ENOSYS);
+        reply.error(FsError::NotImplemented.errno());
     }
 
     fn mkdir(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, _mode: u32, _umask: u32, reply: ReplyEntry) {
         let path = match self.core.kernel_child_path(parent, name) {
             Ok((_, p)) => p,
-            Err(e) => return reply.error(e),
+            Err(e) => return reply.error(e.errno()),
         };
         let core = self.core.clone();
         self.core.workers.run(move || match core.submit(Op::Mkdir { path: path.clone() }) {
@@ -304,7 +312,7 @@ impl Filesystem for PmxcfsFs {
                 let ino = core.cfg.db.tree().lookup(&path).map(|e| e.inode);
                 match ino {
                     Some(i) => core.entry_reply(i, reply),
-                    None => reply.error(libc::ENOENT),
+                    None => reply.error(FsError::NotFound.errno()),
                 }
             }
             Err(e) => reply.error(err(&e)),
@@ -320,7 +328,7 @@ impl Filesystem for PmxcfsFs {
                     Err(e) => reply.error(err(&e)),
                 });
             }
-            Err(e) => reply.error(e),
+            Err(e) => reply.error(e.errno()),
         }
     }
 
@@ -330,16 +338,16 @@ impl Filesystem for PmxcfsFs {
 
     fn symlink(&mut self, _req: &Request<'_>, _parent: u64, link_name: &OsStr, _target: &std::path::Path, reply: ReplyEntry) {
         warn!(target: "fuse", "refusing symlink {link_name:?}: symlinks are not supported");
-        reply.error(libc::ENOSYS);
+        reply.error(FsError::NotImplemented.errno());
     }
 
     fn rename(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, newparent: u64, newname: &OsStr, flags: u32, reply: ReplyEmpty) {
         if flags & libc::RENAME_EXCHANGE != 0 {
-            return reply.error(libc::EINVAL);
+            return reply.error(FsError::Invalid.errno());
         }
         let (from, to) = match (self.core.kernel_child_path(parent, name), self.core.kernel_child_path(newparent, newname)) {
             (Ok((_, f)), Ok((_, t))) => (f, t),
-            (Err(e), _) | (_, Err(e)) => return reply.error(e),
+            (Err(e), _) | (_, Err(e)) => return reply.error(e.errno()),
         };
         let noreplace = flags & libc::RENAME_NOREPLACE != 0;
         let core = self.core.clone();
@@ -350,7 +358,7 @@ impl Filesystem for PmxcfsFs {
     }
 
     fn link(&mut self, _req: &Request<'_>, _ino: u64, _newparent: u64, _newname: &OsStr, reply: ReplyEntry) {
-        reply.error(libc::ENOSYS);
+        reply.error(FsError::NotImplemented.errno());
     }
 
     fn open(&mut self, req: &Request<'_>, ino: u64, flags: i32, reply: ReplyOpen) {
@@ -362,19 +370,19 @@ impl Filesystem for PmxcfsFs {
                     let fh = self.core.files.lock().open(Handle { virtual_text: Some(text), virtual_name: Some(v.name), ..Default::default() });
                     reply.opened(fh, direct)
                 }
-                _ => reply.error(libc::EACCES),
+                _ => reply.error(FsError::AccessDenied.errno()),
             },
             Ino::Tree(t) => {
                 let orphan = self.core.files.lock().orphan(t).is_some();
                 let is_file = if orphan { Some(true) } else { self.core.cfg.db.tree().get(t).map(|e| !e.is_dir()) };
                 match is_file {
-                    None => reply.error(libc::ENOENT),
-                    Some(false) => reply.error(libc::EISDIR),
+                    None => reply.error(FsError::NotFound.errno()),
+                    Some(false) => reply.error(FsError::IsADirectory.errno()),
                     Some(true) => {
                         let writing = flags & libc::O_ACCMODE != libc::O_RDONLY;
                         if writing && flags & libc::O_TRUNC != 0 && !self.core.cfg.sink.quorate() {
                             // the truncate is a change: refused without quorum, as the original
-                            return reply.error(libc::EACCES);
+                            return reply.error(FsError::AccessDenied.errno());
                         }
                         let h = Handle { inode: t, append: flags & libc::O_APPEND != 0, opener_tid: writing.then(|| req.pid()), ..Default::default() };
                         let mut files = self.core.files.lock();
@@ -396,7 +404,7 @@ impl Filesystem for PmxcfsFs {
             let files = self.core.files.lock();
             return match files.handle(fh).and_then(|h| h.virtual_text.as_ref()) {
                 Some(text) => reply.data(&slice(text, offset, size)),
-                None => reply.error(libc::EIO),
+                None => reply.error(FsError::Io("not possible on this entry".into()).errno()),
             };
         };
         if let Some(c) = self.core.files.lock().content(t) {
@@ -405,7 +413,7 @@ impl Filesystem for PmxcfsFs {
         let data = self.core.cfg.db.tree().get(t).map(|e| slice(e.data(), offset, size));
         match data {
             Some(d) => reply.data(&d),
-            None => reply.error(libc::ENOENT),
+            None => reply.error(FsError::NotFound.errno()),
         }
     }
 
@@ -413,11 +421,11 @@ impl Filesystem for PmxcfsFs {
         if let Ino::Special(i) = inodes::classify(ino) {
             let result = match self.core.specials.get(i) {
                 Some(Special::Virtual(v)) if v.writable && offset == 0 => self.core.cfg.virtual_files.write(v.name, data),
-                _ => Err(libc::EIO),
+                _ => Err(FsError::Io("not possible on this entry".into())),
             };
             return match result {
                 Ok(n) => reply.written(n as u32),
-                Err(e) => reply.error(e),
+                Err(e) => reply.error(e.errno()),
             };
         }
         {
@@ -426,10 +434,10 @@ impl Filesystem for PmxcfsFs {
             self.core.cfg.counters.max_write_bytes.fetch_max(data.len() as u64, Relaxed);
         }
         if !self.core.cfg.sink.quorate() {
-            return reply.error(libc::EACCES);
+            return reply.error(FsError::AccessDenied.errno());
         }
-        let Ok(offset) = u64::try_from(offset) else { return reply.error(libc::EINVAL) };
-        let Ino::Tree(t) = inodes::classify(ino) else { return reply.error(libc::EIO) };
+        let Ok(offset) = u64::try_from(offset) else { return reply.error(FsError::Invalid.errno()) };
+        let Ino::Tree(t) = inodes::classify(ino) else { return reply.error(FsError::Io("not possible on this entry".into()).errno()) };
         let result = {
             let mut files = self.core.files.lock();
             match files.handle(fh) {
@@ -507,7 +515,7 @@ impl Filesystem for PmxcfsFs {
     }
 
     fn readdir(&mut self, _req: &Request<'_>, ino: u64, _fh: u64, offset: i64, mut reply: ReplyDirectory) {
-        let Ino::Tree(t) = inodes::classify(ino) else { return reply.error(libc::ENOTDIR) };
+        let Ino::Tree(t) = inodes::classify(ino) else { return reply.error(FsError::NotADirectory.errno()) };
         let mut list: Vec<(u64, FileType, String)> = vec![(ino, FileType::Directory, ".".into()), (ino, FileType::Directory, "..".into())];
         if t == 0 {
             for (i, s) in self.core.specials.iter().enumerate() {
@@ -517,7 +525,7 @@ impl Filesystem for PmxcfsFs {
         }
         {
             let tree = self.core.cfg.db.tree();
-            let Some(dir) = tree.get(t) else { return reply.error(libc::ENOENT) };
+            let Some(dir) = tree.get(t) else { return reply.error(FsError::NotFound.errno()) };
             for (name, child) in dir.children().into_iter().flatten() {
                 if t == 0 && self.core.special_index(name).is_some() {
                     continue;
@@ -527,7 +535,7 @@ impl Filesystem for PmxcfsFs {
             }
         }
         for (i, (ino, kind, name)) in list.into_iter().enumerate().skip(offset.max(0) as usize) {
-            if reply.add(ino, (i + 1) as i64, kind, name) {
+            if reply.add(ino, (i + 1) as i64, kind, kernel_name(&name)) {
                 break;
             }
         }
@@ -540,19 +548,19 @@ impl Filesystem for PmxcfsFs {
     }
 
     fn getxattr(&mut self, _req: &Request<'_>, _ino: u64, _name: &OsStr, _size: u32, reply: fuser::ReplyXattr) {
-        reply.error(libc::ENOSYS)
+        reply.error(FsError::NotImplemented.errno())
     }
 
     fn listxattr(&mut self, _req: &Request<'_>, _ino: u64, _size: u32, reply: fuser::ReplyXattr) {
-        reply.error(libc::ENOSYS)
+        reply.error(FsError::NotImplemented.errno())
     }
 
     fn setxattr(&mut self, _req: &Request<'_>, _ino: u64, _name: &OsStr, _value: &[u8], _flags: i32, _position: u32, reply: ReplyEmpty) {
-        reply.error(libc::ENOSYS)
+        reply.error(FsError::NotImplemented.errno())
     }
 
     fn removexattr(&mut self, _req: &Request<'_>, _ino: u64, _name: &OsStr, reply: ReplyEmpty) {
-        reply.error(libc::ENOSYS)
+        reply.error(FsError::NotImplemented.errno())
     }
 
     fn access(&mut self, _req: &Request<'_>, _ino: u64, _mask: i32, reply: ReplyEmpty) {
@@ -562,15 +570,15 @@ impl Filesystem for PmxcfsFs {
     fn create(&mut self, req: &Request<'_>, parent: u64, name: &OsStr, _mode: u32, _umask: u32, flags: i32, reply: ReplyCreate) {
         let (pino, path) = match self.core.kernel_child_path(parent, name) {
             Ok(x) => x,
-            Err(e) => return reply.error(e),
+            Err(e) => return reply.error(e.errno()),
         };
-        let Ok(name) = name_str(name).map(str::to_string) else { return reply.error(libc::EINVAL) };
+        let Ok(name) = name_str(name).map(|n| n.into_owned()) else { return reply.error(FsError::Invalid.errno()) };
         let handle = Handle { append: flags & libc::O_APPEND != 0, opener_tid: Some(req.pid()), ..Default::default() };
         let core = self.core.clone();
         self.core.workers.run(move || match core.create(pino, &name, &path, handle) {
             Ok((inode, fh)) => match core.tree_attr(inode) {
                 Ok(a) => reply.created(&TTL, &a, 0, fh, consts::FOPEN_DIRECT_IO),
-                Err(e) => reply.error(e),
+                Err(e) => reply.error(e.errno()),
             },
             Err(e) => reply.error(err(&e)),
         });
@@ -582,19 +590,19 @@ impl Filesystem for PmxcfsFs {
     // asking and falls back to ordinary reads and writes, or answers EOPNOTSUPP).
 
     fn ioctl(&mut self, _req: &Request<'_>, _ino: u64, _fh: u64, _flags: u32, _cmd: u32, _in_data: &[u8], _out_size: u32, reply: fuser::ReplyIoctl) {
-        reply.error(libc::ENOSYS)
+        reply.error(FsError::NotImplemented.errno())
     }
 
     #[allow(clippy::too_many_arguments)]
     fn copy_file_range(&mut self, _req: &Request<'_>, _ino_in: u64, _fh_in: u64, _offset_in: i64, _ino_out: u64, _fh_out: u64, _offset_out: i64, _len: u64, _flags: u32, reply: ReplyWrite) {
-        reply.error(libc::ENOSYS)
+        reply.error(FsError::NotImplemented.errno())
     }
 
     fn lseek(&mut self, _req: &Request<'_>, _ino: u64, _fh: u64, _offset: i64, _whence: i32, reply: fuser::ReplyLseek) {
-        reply.error(libc::ENOSYS)
+        reply.error(FsError::NotImplemented.errno())
     }
 
     fn fallocate(&mut self, _req: &Request<'_>, _ino: u64, _fh: u64, _offset: i64, _length: i64, _mode: i32, reply: ReplyEmpty) {
-        reply.error(libc::ENOSYS)
+        reply.error(FsError::NotImplemented.errno())
     }
 }

@@ -33,8 +33,8 @@ pub const SYMLINKS: [(&str, &str); 4] = [
 pub trait VirtualFiles: Send + Sync {
     /// Current contents of `name`, or None if this daemon does not serve it.
     fn read(&self, name: &str) -> Option<Vec<u8>>;
-    /// Write to a writable virtual file at offset 0; returns bytes accepted or an errno.
-    fn write(&self, name: &str, data: &[u8]) -> Result<usize, i32>;
+    /// Write to a writable virtual file at offset 0; returns bytes accepted.
+    fn write(&self, name: &str, data: &[u8]) -> pmxcfs_backend::FsResult<usize>;
 }
 
 /// One special entry as the filesystem sees it.

@@ -19,6 +19,8 @@
 //!   `"` are escaped in values, property names are written verbatim; guests with none of
 //!   the properties are omitted.
 
+use crate::error::IpcError;
+
 /// C `isspace` in the C locale.
 fn c_isspace(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
@@ -143,14 +145,14 @@ impl GuestPropsJson {
 
 /// JSON for a single guest (`vmid >= 100`). `config` is `None` when it cannot be read; an
 /// unreadable or empty config gives EIO, as in the original.
-pub fn single_guest_json(vmid: u32, config: Option<&[u8]>, props: &[&[u8]]) -> Result<Vec<u8>, i32> {
+pub fn single_guest_json(vmid: u32, config: Option<&[u8]>, props: &[&[u8]]) -> Result<Vec<u8>, IpcError> {
     match config {
         Some(c) if !c.is_empty() => {
             let mut j = GuestPropsJson::new();
             j.add_guest(vmid, c, props);
             Ok(j.finish())
         }
-        _ => Err(libc::EIO),
+        _ => Err(IpcError::Io),
     }
 }
 
@@ -238,8 +240,8 @@ mod tests {
 
     #[test]
     fn single_errors() {
-        assert_eq!(single_guest_json(100, None, &[b"lock"]), Err(libc::EIO));
-        assert_eq!(single_guest_json(100, Some(b""), &[b"lock"]), Err(libc::EIO));
+        assert_eq!(single_guest_json(100, None, &[b"lock"]), Err(IpcError::Io));
+        assert_eq!(single_guest_json(100, Some(b""), &[b"lock"]), Err(IpcError::Io));
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! (`struct qb_ipc_response_header`): `id` i32 @0, `size` i32 @8 (= 24 + body length),
 //! `error` i32 @16 (0 or −errno), body @24. Integers are in host byte order.
 
-use libc::{ECHRNG, EINVAL};
+use crate::error::IpcError;
 
 /// Size of `struct qb_ipc_request_header`.
 pub const REQUEST_HEADER_SIZE: usize = 16;
@@ -77,8 +77,8 @@ impl Request<'_> {
 pub enum ParseError {
     /// Fewer than 16 bytes: not even a header. The server closes the connection.
     ShortHeader,
-    /// Reply with this (positive) errno.
-    Errno(i32),
+    /// Reply with this error.
+    Refused(IpcError),
 }
 
 /// Request header fields.
@@ -176,9 +176,9 @@ pub fn parse_request<'a>(
 ) -> Result<Request<'a>, ParseError> {
     let hdr = parse_header(buf).ok_or(ParseError::ShortHeader)?;
     if !is_known_id(hdr.id) {
-        return Err(ParseError::Errno(ECHRNG));
+        return Err(ParseError::Refused(IpcError::UnknownRequest));
     }
-    let einval = Err(ParseError::Errno(EINVAL));
+    let einval = Err(ParseError::Refused(IpcError::Invalid));
     // The request as the original sees it: exactly `size` bytes.
     let size = match usize::try_from(hdr.size) {
         Ok(s) if (REQUEST_HEADER_SIZE..=buf.len()).contains(&s) => s,
@@ -264,23 +264,23 @@ pub fn parse_request<'a>(
             }
             Ok(Request::VerifyToken { token })
         }
-        _ => Err(ParseError::Errno(ECHRNG)),
+        _ => Err(ParseError::Refused(IpcError::UnknownRequest)),
     }
 }
 
 fn check_vmid(vmid: u32, vm_exists: &dyn Fn(u32) -> bool) -> Result<(), ParseError> {
     if vmid != 0 && vmid < 100 {
-        return Err(ParseError::Errno(EINVAL));
+        return Err(ParseError::Refused(IpcError::Invalid));
     }
     if vmid >= 100 && !vm_exists(vmid) {
-        return Err(ParseError::Errno(libc::ENOENT));
+        return Err(ParseError::Refused(IpcError::NotFound));
     }
     Ok(())
 }
 
 /// LOG_CLUSTER_MSG: `priority u8` @16, `ident_len u8` @17, `tag_len u8` @18, strings @19.
 fn parse_log_msg(req: &[u8]) -> Result<Request<'_>, ParseError> {
-    let einval = Err(ParseError::Errno(EINVAL));
+    let einval = Err(ParseError::Refused(IpcError::Invalid));
     const DATA: usize = 19;
     let size = req.len();
     if size <= DATA {
@@ -313,7 +313,7 @@ fn parse_guest_props<'a>(
     req: &'a [u8],
     vm_exists: &dyn Fn(u32) -> bool,
 ) -> Result<Request<'a>, ParseError> {
-    let einval = Err(ParseError::Errno(EINVAL));
+    let einval = Err(ParseError::Refused(IpcError::Invalid));
     let vmid = match rd_u32(req, 16) {
         Some(v) => v,
         None => return einval,
@@ -360,19 +360,9 @@ pub fn response_header(id: i32, body_len: usize, error: i32) -> [u8; RESPONSE_HE
     h
 }
 
-/// Normalise a handler's errno to the wire `error` field (−errno; anything not positive
-/// becomes −EIO so a failure never looks like success).
-pub fn wire_error(errno: i32) -> i32 {
-    if errno > 0 {
-        -errno
-    } else {
-        -libc::EIO
-    }
-}
-
 /// A whole response: header plus body on success, header only with `error = −errno` on
 /// failure.
-pub fn encode_response(id: i32, result: Result<&[u8], i32>) -> Vec<u8> {
+pub fn encode_response(id: i32, result: Result<&[u8], IpcError>) -> Vec<u8> {
     match result {
         Ok(body) => {
             let mut v = Vec::with_capacity(RESPONSE_HEADER_SIZE + body.len());
@@ -380,7 +370,7 @@ pub fn encode_response(id: i32, result: Result<&[u8], i32>) -> Vec<u8> {
             v.extend_from_slice(body);
             v
         }
-        Err(e) => response_header(id, 0, wire_error(e)).to_vec(),
+        Err(e) => response_header(id, 0, e.wire_code()).to_vec(),
     }
 }
 
@@ -502,7 +492,6 @@ pub fn token_cfg_contains(token_cfg: &[u8], token: &[u8]) -> bool {
 mod tests {
     use super::build::*;
     use super::*;
-    use libc::{ENOENT};
 
     fn all(_: u32) -> bool {
         true
@@ -517,7 +506,7 @@ mod tests {
         v[8..12].copy_from_slice(&size.to_ne_bytes());
         v
     }
-    const E: Result<Request<'static>, ParseError> = Err(ParseError::Errno(EINVAL));
+    const E: Result<Request<'static>, ParseError> = Err(ParseError::Refused(IpcError::Invalid));
 
     #[test]
     fn simple_requests() {
@@ -533,10 +522,10 @@ mod tests {
     #[test]
     fn unknown_ids() {
         for id in [0, 9, 14, -1, -3, i32::MAX, i32::MIN] {
-            assert_eq!(p(&simple(id)), Err(ParseError::Errno(ECHRNG)), "id {id}");
+            assert_eq!(p(&simple(id)), Err(ParseError::Refused(IpcError::UnknownRequest)), "id {id}");
         }
         // even with a nonsense size
-        assert_eq!(p(&with_size(simple(9), -5)), Err(ParseError::Errno(ECHRNG)));
+        assert_eq!(p(&with_size(simple(9), -5)), Err(ParseError::Refused(IpcError::UnknownRequest)));
     }
 
     #[test]
@@ -660,10 +649,10 @@ mod tests {
         assert_eq!(p(&get_guest_config_property(1, b"lock")), E);
         assert_eq!(
             parse_request(&get_guest_config_property(100, b"lock"), &none),
-            Err(ParseError::Errno(ENOENT))
+            Err(ParseError::Refused(IpcError::NotFound))
         );
         // ENOENT is checked before the property
-        assert_eq!(parse_request(&encode_request(11, &100u32.to_ne_bytes()), &none), Err(ParseError::Errno(ENOENT)));
+        assert_eq!(parse_request(&encode_request(11, &100u32.to_ne_bytes()), &none), Err(ParseError::Refused(IpcError::NotFound)));
         assert_eq!(
             p(&get_guest_config_property(100, b"")),
             Ok(Request::GetGuestConfigProperty { vmid: 100, property: b"" })
@@ -681,7 +670,7 @@ mod tests {
         assert_eq!(p(&get_guest_config_properties(50, &[b"lock"])), E);
         assert_eq!(
             parse_request(&get_guest_config_properties(101, &[b"lock"]), &none),
-            Err(ParseError::Errno(ENOENT))
+            Err(ParseError::Refused(IpcError::NotFound))
         );
         assert_eq!(p(&get_guest_config_properties(0, &[])), E);
         // num_props larger than the names present
@@ -730,22 +719,17 @@ mod tests {
         let r = encode_response(3, Ok(b"hello"));
         assert_eq!(r.len(), 29);
         assert_eq!(decode_response(&r), Some(Response { id: 3, size: 29, error: 0, body: b"hello".to_vec() }));
-        let r = encode_response(6, Err(libc::ENOENT));
-        assert_eq!(decode_response(&r), Some(Response { id: 6, size: 24, error: -ENOENT, body: vec![] }));
-        assert_eq!(wire_error(0), -libc::EIO);
-        assert_eq!(wire_error(-3), -libc::EIO);
+        let r = encode_response(6, Err(IpcError::NotFound));
+        assert_eq!(decode_response(&r), Some(Response { id: 6, size: 24, error: -libc::ENOENT, body: vec![] }));
+        let r = encode_response(6, Err(IpcError::Errno(0)));
+        assert_eq!(decode_response(&r).map(|r| r.error), Some(-libc::EIO));
     }
 
     #[test]
     fn never_panics_on_arbitrary_bytes() {
         // Small deterministic fuzz: xorshift-generated buffers with plausible headers.
-        let mut s: u64 = 0x9e3779b97f4a7c15;
-        let mut next = || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            s
-        };
+        let mut rng = crate::test_rng::Rng(0x9e3779b97f4a7c15);
+        let mut next = || rng.next();
         for _ in 0..200_000 {
             let len = (next() % 80) as usize;
             let mut v: Vec<u8> = (0..len).map(|_| (next() % 4) as u8 * 0x3f).collect();

@@ -11,9 +11,10 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use libc::{c_void, gid_t, size_t, uid_t, EACCES, EIO, EPERM};
+use libc::{c_void, gid_t, size_t, uid_t, EACCES, EIO};
 use tracing::{debug, error, warn};
 
+use crate::error::IpcError;
 use crate::ffi::{self, qb_ipcs_connection_t, qb_ipcs_service_t, qb_loop_t};
 use crate::protocol::{self, ParseError, Request, REQUEST_HEADER_SIZE, RESPONSE_HEADER_SIZE};
 
@@ -45,7 +46,7 @@ impl Client {
     }
 }
 
-/// What the daemon implements. Every method returns the reply body or a positive errno.
+/// What the daemon implements. Every method returns the reply body or an [`IpcError`].
 /// Permission checks (read-only → EPERM, private paths → EPERM) and all request
 /// validation are done before these are called; strings are C strings without the NUL.
 ///
@@ -53,17 +54,17 @@ impl Client {
 /// (every other client waits meanwhile, as in the original).
 pub trait IpcHandler: Send + Sync {
     /// id 1: `.version` JSON (§5.2).
-    fn get_fs_version(&self, client: &Client) -> Result<Vec<u8>, i32>;
+    fn get_fs_version(&self, client: &Client) -> Result<Vec<u8>, IpcError>;
     /// id 2: `.members` JSON (§5.3).
-    fn get_cluster_info(&self, client: &Client) -> Result<Vec<u8>, i32>;
+    fn get_cluster_info(&self, client: &Client) -> Result<Vec<u8>, IpcError>;
     /// id 3: `.vmlist` JSON (§5.4).
-    fn get_guest_list(&self, client: &Client) -> Result<Vec<u8>, i32>;
+    fn get_guest_list(&self, client: &Client) -> Result<Vec<u8>, IpcError>;
     /// id 4: `cfs_status_set` (§6.4): EFBIG / ENOMEM / Ok. No body.
-    fn set_status(&self, client: &Client, name: &[u8], data: &[u8]) -> Result<(), i32>;
+    fn set_status(&self, client: &Client, name: &[u8], data: &[u8]) -> Result<(), IpcError>;
     /// id 5: the stored bytes verbatim; missing → ENOENT. Empty `nodename` = local node.
-    fn get_status(&self, client: &Client, name: &[u8], nodename: &[u8]) -> Result<Vec<u8>, i32>;
+    fn get_status(&self, client: &Client, name: &[u8], nodename: &[u8]) -> Result<Vec<u8>, IpcError>;
     /// id 6: file contents; missing or a directory → ENOENT.
-    fn get_config(&self, client: &Client, path: &[u8]) -> Result<Vec<u8>, i32>;
+    fn get_config(&self, client: &Client, path: &[u8]) -> Result<Vec<u8>, IpcError>;
     /// id 7: log an entry with node = local node, pid = `client.pid`, time = now;
     /// priority ≥ 8 must be dropped silently (still Ok). No body.
     fn log_cluster_msg(
@@ -73,33 +74,33 @@ pub trait IpcHandler: Send + Sync {
         ident: &[u8],
         tag: &[u8],
         msg: &[u8],
-    ) -> Result<(), i32>;
+    ) -> Result<(), IpcError>;
     /// id 8: cluster log JSON (§5.7); `max_entries` already defaulted (0 → 50); an empty
     /// `user` means no ident filter.
-    fn get_cluster_log(&self, client: &Client, max_entries: u32, user: &[u8]) -> Result<Vec<u8>, i32>;
+    fn get_cluster_log(&self, client: &Client, max_entries: u32, user: &[u8]) -> Result<Vec<u8>, IpcError>;
     /// id 10: `.rrd` dump (§5.5), including the trailing NUL of a fresh dump.
-    fn get_rrd_dump(&self, client: &Client) -> Result<Vec<u8>, i32>;
+    fn get_rrd_dump(&self, client: &Client) -> Result<Vec<u8>, IpcError>;
     /// vmlist lookup used by ids 11 and 13 between their vmid and property checks.
     fn guest_exists(&self, vmid: u32) -> bool;
     /// id 11: see [`crate::guest_props`]; `vmid` is 0 (all guests) or an existing guest.
-    fn get_guest_config_property(&self, client: &Client, vmid: u32, property: &[u8]) -> Result<Vec<u8>, i32>;
+    fn get_guest_config_property(&self, client: &Client, vmid: u32, property: &[u8]) -> Result<Vec<u8>, IpcError>;
     /// id 12: Ok if a line of `priv/token.cfg` equals `token` (see
     /// [`protocol::token_cfg_contains`]), else ENOENT. No body.
-    fn verify_token(&self, client: &Client, token: &[u8]) -> Result<(), i32>;
+    fn verify_token(&self, client: &Client, token: &[u8]) -> Result<(), IpcError>;
     /// id 13: see [`crate::guest_props`].
     fn get_guest_config_properties(
         &self,
         client: &Client,
         vmid: u32,
         properties: &[&[u8]],
-    ) -> Result<Vec<u8>, i32>;
+    ) -> Result<Vec<u8>, IpcError>;
 }
 
 /// Result of dispatching one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// Send a response with this id; `Ok(body)` or `Err(positive errno)`.
-    Reply { id: i32, result: Result<Vec<u8>, i32> },
+    Reply { id: i32, result: Result<Vec<u8>, IpcError> },
     /// Not even a header: close the connection.
     Disconnect,
 }
@@ -111,14 +112,14 @@ pub fn dispatch(handler: &dyn IpcHandler, client: &Client, buf: &[u8]) -> Outcom
     };
     let id = hdr.id;
     if client.read_only && protocol::needs_write_access(id) {
-        return Outcome::Reply { id, result: Err(EPERM) };
+        return Outcome::Reply { id, result: Err(IpcError::PermissionDenied) };
     }
     let req = match protocol::parse_request(buf, &|vmid| handler.guest_exists(vmid)) {
         Ok(r) => r,
         Err(ParseError::ShortHeader) => return Outcome::Disconnect,
-        Err(ParseError::Errno(e)) => return Outcome::Reply { id, result: Err(e) },
+        Err(ParseError::Refused(e)) => return Outcome::Reply { id, result: Err(e) },
     };
-    let none = |r: Result<(), i32>| r.map(|()| Vec::new());
+    let none = |r: Result<(), IpcError>| r.map(|()| Vec::new());
     let result = match req {
         Request::GetFsVersion => handler.get_fs_version(client),
         Request::GetClusterInfo => handler.get_cluster_info(client),
@@ -127,7 +128,7 @@ pub fn dispatch(handler: &dyn IpcHandler, client: &Client, buf: &[u8]) -> Outcom
         Request::GetStatus { name, nodename } => handler.get_status(client, name, nodename),
         Request::GetConfig { path } => {
             if client.read_only && protocol::path_is_private(path) {
-                Err(EPERM)
+                Err(IpcError::PermissionDenied)
             } else {
                 handler.get_config(client, path)
             }
@@ -351,14 +352,14 @@ unsafe fn msg_process_inner(c: *mut qb_ipcs_connection_t, data: *mut c_void) {
             ctx.warned = true;
             warn!(target: "ipcs", "request {id} claims {claimed} bytes but {} were received from pid {}", received.unwrap_or(0), client.pid);
         }
-        Outcome::Reply { id, result: Err(libc::EINVAL) }
+        Outcome::Reply { id, result: Err(IpcError::Invalid) }
     } else {
         let buf = std::slice::from_raw_parts(data as *const u8, len);
         match catch_unwind(AssertUnwindSafe(|| dispatch(&*shared.handler, &client, buf))) {
             Ok(o) => o,
             Err(_) => {
                 error!(target: "ipcs", "IPC handler panicked on request {id}");
-                Outcome::Reply { id, result: Err(EIO) }
+                Outcome::Reply { id, result: Err(IpcError::Io) }
             }
         }
     };
@@ -369,14 +370,14 @@ unsafe fn msg_process_inner(c: *mut qb_ipcs_connection_t, data: *mut c_void) {
             return;
         }
     };
-    debug!(target: "ipcs", "process result {}", match &result { Ok(_) => 0, Err(e) => -e });
+    let error = match &result {
+        Ok(_) => 0,
+        Err(e) => e.wire_code(),
+    };
+    debug!(target: "ipcs", "process result {error}");
     let body: &[u8] = match &result {
         Ok(b) => b,
         Err(_) => &[],
-    };
-    let error = match &result {
-        Ok(_) => 0,
-        Err(e) => protocol::wire_error(*e),
     };
     if body.len() > cap.saturating_sub(RESPONSE_HEADER_SIZE) || body.len() > i32::MAX as usize / 2 {
         // Cannot fit the client's ring; libqb would fail the send and the original then

@@ -34,22 +34,22 @@ macro_rules! delegate {
 }
 
 impl pmxcfs_ipc::IpcHandler for BenchHandler {
-    fn get_guest_list(&self, _c: &pmxcfs_ipc::Client) -> Result<Vec<u8>, i32> {
+    fn get_guest_list(&self, _c: &pmxcfs_ipc::Client) -> Result<Vec<u8>, IpcError> {
         Ok(self.vmlist.clone())
     }
     delegate! {
-        get_fs_version(c: &pmxcfs_ipc::Client) -> Result<Vec<u8>, i32>;
-        get_cluster_info(c: &pmxcfs_ipc::Client) -> Result<Vec<u8>, i32>;
-        set_status(c: &pmxcfs_ipc::Client, n: &[u8], d: &[u8]) -> Result<(), i32>;
-        get_status(c: &pmxcfs_ipc::Client, n: &[u8], d: &[u8]) -> Result<Vec<u8>, i32>;
-        get_config(c: &pmxcfs_ipc::Client, p: &[u8]) -> Result<Vec<u8>, i32>;
-        log_cluster_msg(c: &pmxcfs_ipc::Client, p: u8, i: &[u8], t: &[u8], m: &[u8]) -> Result<(), i32>;
-        get_cluster_log(c: &pmxcfs_ipc::Client, m: u32, u: &[u8]) -> Result<Vec<u8>, i32>;
-        get_rrd_dump(c: &pmxcfs_ipc::Client) -> Result<Vec<u8>, i32>;
+        get_fs_version(c: &pmxcfs_ipc::Client) -> Result<Vec<u8>, IpcError>;
+        get_cluster_info(c: &pmxcfs_ipc::Client) -> Result<Vec<u8>, IpcError>;
+        set_status(c: &pmxcfs_ipc::Client, n: &[u8], d: &[u8]) -> Result<(), IpcError>;
+        get_status(c: &pmxcfs_ipc::Client, n: &[u8], d: &[u8]) -> Result<Vec<u8>, IpcError>;
+        get_config(c: &pmxcfs_ipc::Client, p: &[u8]) -> Result<Vec<u8>, IpcError>;
+        log_cluster_msg(c: &pmxcfs_ipc::Client, p: u8, i: &[u8], t: &[u8], m: &[u8]) -> Result<(), IpcError>;
+        get_cluster_log(c: &pmxcfs_ipc::Client, m: u32, u: &[u8]) -> Result<Vec<u8>, IpcError>;
+        get_rrd_dump(c: &pmxcfs_ipc::Client) -> Result<Vec<u8>, IpcError>;
         guest_exists(v: u32) -> bool;
-        get_guest_config_property(c: &pmxcfs_ipc::Client, v: u32, p: &[u8]) -> Result<Vec<u8>, i32>;
-        verify_token(c: &pmxcfs_ipc::Client, t: &[u8]) -> Result<(), i32>;
-        get_guest_config_properties(c: &pmxcfs_ipc::Client, v: u32, p: &[&[u8]]) -> Result<Vec<u8>, i32>;
+        get_guest_config_property(c: &pmxcfs_ipc::Client, v: u32, p: &[u8]) -> Result<Vec<u8>, IpcError>;
+        verify_token(c: &pmxcfs_ipc::Client, t: &[u8]) -> Result<(), IpcError>;
+        get_guest_config_properties(c: &pmxcfs_ipc::Client, v: u32, p: &[&[u8]]) -> Result<Vec<u8>, IpcError>;
     }
 }
 

@@ -1,3 +1,5 @@
+//! Connect/disconnect cycles leave no fds or /dev/shm files behind.
+//!
 //! 1000 connect/disconnect cycles (plus rejected and malformed connections) leave no fds
 //! or /dev/shm/qb-* files behind; stopping the server releases everything.
 //! Own test binary so no other test opens fds concurrently.

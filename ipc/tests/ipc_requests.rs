@@ -126,19 +126,19 @@ fn handler_errno_normalisation() {
     // A handler returning a bogus errno (0 or negative) is reported as EIO, never success.
     struct Bad;
     impl pmxcfs_ipc::IpcHandler for Bad {
-        fn get_fs_version(&self, _: &pmxcfs_ipc::Client) -> Result<Vec<u8>, i32> { Err(0) }
-        fn get_cluster_info(&self, _: &pmxcfs_ipc::Client) -> Result<Vec<u8>, i32> { Err(-5) }
-        fn get_guest_list(&self, _: &pmxcfs_ipc::Client) -> Result<Vec<u8>, i32> { panic!("boom") }
-        fn set_status(&self, _: &pmxcfs_ipc::Client, _: &[u8], _: &[u8]) -> Result<(), i32> { Ok(()) }
-        fn get_status(&self, _: &pmxcfs_ipc::Client, _: &[u8], _: &[u8]) -> Result<Vec<u8>, i32> { Err(libc::ENOENT) }
-        fn get_config(&self, _: &pmxcfs_ipc::Client, _: &[u8]) -> Result<Vec<u8>, i32> { Err(libc::ENOENT) }
-        fn log_cluster_msg(&self, _: &pmxcfs_ipc::Client, _: u8, _: &[u8], _: &[u8], _: &[u8]) -> Result<(), i32> { Ok(()) }
-        fn get_cluster_log(&self, _: &pmxcfs_ipc::Client, _: u32, _: &[u8]) -> Result<Vec<u8>, i32> { Ok(vec![]) }
-        fn get_rrd_dump(&self, _: &pmxcfs_ipc::Client) -> Result<Vec<u8>, i32> { Ok(vec![]) }
+        fn get_fs_version(&self, _: &pmxcfs_ipc::Client) -> Result<Vec<u8>, IpcError> { Err(IpcError::Errno(0)) }
+        fn get_cluster_info(&self, _: &pmxcfs_ipc::Client) -> Result<Vec<u8>, IpcError> { Err(IpcError::Errno(-5)) }
+        fn get_guest_list(&self, _: &pmxcfs_ipc::Client) -> Result<Vec<u8>, IpcError> { panic!("boom") }
+        fn set_status(&self, _: &pmxcfs_ipc::Client, _: &[u8], _: &[u8]) -> Result<(), IpcError> { Ok(()) }
+        fn get_status(&self, _: &pmxcfs_ipc::Client, _: &[u8], _: &[u8]) -> Result<Vec<u8>, IpcError> { Err(IpcError::NotFound) }
+        fn get_config(&self, _: &pmxcfs_ipc::Client, _: &[u8]) -> Result<Vec<u8>, IpcError> { Err(IpcError::NotFound) }
+        fn log_cluster_msg(&self, _: &pmxcfs_ipc::Client, _: u8, _: &[u8], _: &[u8], _: &[u8]) -> Result<(), IpcError> { Ok(()) }
+        fn get_cluster_log(&self, _: &pmxcfs_ipc::Client, _: u32, _: &[u8]) -> Result<Vec<u8>, IpcError> { Ok(vec![]) }
+        fn get_rrd_dump(&self, _: &pmxcfs_ipc::Client) -> Result<Vec<u8>, IpcError> { Ok(vec![]) }
         fn guest_exists(&self, _: u32) -> bool { false }
-        fn get_guest_config_property(&self, _: &pmxcfs_ipc::Client, _: u32, _: &[u8]) -> Result<Vec<u8>, i32> { Ok(vec![]) }
-        fn verify_token(&self, _: &pmxcfs_ipc::Client, _: &[u8]) -> Result<(), i32> { Err(libc::ENOENT) }
-        fn get_guest_config_properties(&self, _: &pmxcfs_ipc::Client, _: u32, _: &[&[u8]]) -> Result<Vec<u8>, i32> { Ok(vec![]) }
+        fn get_guest_config_property(&self, _: &pmxcfs_ipc::Client, _: u32, _: &[u8]) -> Result<Vec<u8>, IpcError> { Ok(vec![]) }
+        fn verify_token(&self, _: &pmxcfs_ipc::Client, _: &[u8]) -> Result<(), IpcError> { Err(IpcError::NotFound) }
+        fn get_guest_config_properties(&self, _: &pmxcfs_ipc::Client, _: u32, _: &[&[u8]]) -> Result<Vec<u8>, IpcError> { Ok(vec![]) }
     }
     init_logging();
     let name = unique_name("bad");

@@ -6,11 +6,11 @@
 //! version, then mtime, then lowest member) sends the entries others lack, and followers
 //! commit them in one transaction only if the rebuilt index equals the leader's byte for byte.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use pmxcfs_backend::{now_secs, path as tree_path, Content, Database, Durability, Entry, Op, Stamp};
+use pmxcfs_backend::{path as tree_path, Content, Database, Durability, Entry, Op, Stamp};
 use pmxcfs_dfsm::wire::dcdb::{DcdbMessage, DcdbSubtype, FuseOp, Unlock};
 use pmxcfs_dfsm::wire::index::MemdbIndex;
 use pmxcfs_dfsm::wire::update::{InodeRecord, DT_DIR};
@@ -36,35 +36,35 @@ fn leave(why: impl Into<String>) -> Delivered {
 }
 
 fn utf8(b: &[u8]) -> Option<String> {
-    std::str::from_utf8(b).ok().map(tree_path::normalize)
+    Some(tree_path::normalize(&pmxcfs_backend::name_bytes::decode(b)))
 }
 
 /// Encodes a fuse-op message for `op`: (subtype, payload).
 pub fn encode_op(op: &Op) -> Result<(u16, Vec<u8>), String> {
-    let (subtype, fop) = match op {
-        Op::Write { path, offset, data, truncate } => {
-            let mut f = FuseOp::write(path, *offset as u32, data);
-            f.flags = u32::from(*truncate);
-            (DcdbSubtype::Write, f)
-        }
-        Op::Mkdir { path } => (DcdbSubtype::Mkdir, FuseOp::path_only(path)),
-        Op::Create { path } => (DcdbSubtype::Create, FuseOp::path_only(path)),
-        Op::Delete { path } => (DcdbSubtype::Delete, FuseOp::path_only(path)),
-        Op::Rename { from, to } => (DcdbSubtype::Rename, FuseOp::rename(from, to)),
-        Op::SetMtime { path, mtime } => (DcdbSubtype::Mtime, FuseOp::mtime(path, *mtime)),
-        Op::Unlock { path, csum } => return Ok((DcdbSubtype::Unlock as u16, Unlock { csum: *csum, path: path.as_bytes() }.encode())),
+    use pmxcfs_backend::name_bytes::encode as raw;
+    let (subtype, path, to, offset, flags, data): (DcdbSubtype, &str, Option<&str>, u32, u32, &[u8]) = match op {
+        Op::Write { path, offset, data, truncate } => (DcdbSubtype::Write, path, None, *offset as u32, u32::from(*truncate), data),
+        Op::Mkdir { path } => (DcdbSubtype::Mkdir, path, None, 0, 0, &[]),
+        Op::Create { path } => (DcdbSubtype::Create, path, None, 0, 0, &[]),
+        Op::Delete { path } => (DcdbSubtype::Delete, path, None, 0, 0, &[]),
+        Op::Rename { from, to } => (DcdbSubtype::Rename, from, Some(to.as_str()), 0, 0, &[]),
+        Op::SetMtime { path, mtime } => (DcdbSubtype::Mtime, path, None, *mtime, 0, &[]),
+        Op::Unlock { path, csum } => return Ok((DcdbSubtype::Unlock as u16, Unlock { csum: *csum, path: &raw(path) }.encode())),
     };
+    let path = raw(path);
+    let to = to.map(raw);
+    let fop = FuseOp { offset, flags, path: Some(&path), to: to.as_deref(), data };
     fop.encode().map(|p| (subtype as u16, p)).map_err(|e| e.to_string())
 }
 
 /// Payload of an UNLOCK_REQUEST / UNLOCK for `path` with checksum `csum`.
 pub fn encode_unlock(path: &str, csum: [u8; 32]) -> Vec<u8> {
-    Unlock { csum, path: path.as_bytes() }.encode()
+    Unlock { csum, path: &pmxcfs_backend::name_bytes::encode(path) }.encode()
 }
 
 /// An inode record (UPDATE payload) → tree entry.
 pub fn entry_from_record(r: &InodeRecord<'_>) -> Result<Entry, String> {
-    let name = std::str::from_utf8(r.name).map_err(|_| format!("inode {} has a non-UTF-8 name", r.inode))?;
+    let name = pmxcfs_backend::name_bytes::decode(r.name);
     let content = if r.entry_type == DT_DIR { Content::Dir(Default::default()) } else { Content::File(Arc::new(r.data.to_vec())) };
     Ok(Entry { inode: r.inode, parent: r.parent, version: r.version, writer: r.writer, mtime: r.mtime, name: name.to_string(), content })
 }
@@ -78,7 +78,8 @@ fn entry_header(e: &Entry) -> Entry {
     Entry { inode: e.inode, parent: e.parent, version: e.version, writer: e.writer, mtime: e.mtime, name: e.name.clone(), content }
 }
 
-fn record_of(e: &Entry) -> InodeRecord<'_> {
+/// The UPDATE record of `e`; `name` is its raw name ([`pmxcfs_backend::name_bytes::encode`]).
+fn record_of<'a>(e: &'a Entry, name: &'a [u8]) -> InodeRecord<'a> {
     InodeRecord {
         parent: e.parent,
         inode: e.inode,
@@ -86,7 +87,7 @@ fn record_of(e: &Entry) -> InodeRecord<'_> {
         writer: e.writer,
         mtime: e.mtime,
         entry_type: e.kind(),
-        name: e.name.as_bytes(),
+        name,
         data: e.data(),
     }
 }
@@ -246,11 +247,14 @@ impl Application for DcdbApp {
             let tree = self.db.tree();
             inodes.iter().filter_map(|ino| tree.get(*ino)).map(entry_header).collect()
         };
-        ctx.send_updates(snapshot.into_iter().filter_map(|e| match record_of(&e).encode() {
-            Ok(payload) => Some(payload),
-            Err(err) => {
-                warn!(target: "dcdb", "unable to encode inode {}: {err}", e.inode);
-                None
+        ctx.send_updates(snapshot.into_iter().filter_map(|e| {
+            let name = pmxcfs_backend::name_bytes::encode(&e.name);
+            match record_of(&e, &name).encode() {
+                Ok(payload) => Some(payload),
+                Err(err) => {
+                    warn!(target: "dcdb", "unable to encode inode {}: {err}", e.inode);
+                    None
+                }
             }
         }));
         ctx.send_update_complete();
@@ -266,24 +270,14 @@ impl Application for DcdbApp {
 
     fn commit(&mut self, _ctx: &mut Context<'_>, _members: &[SyncMember]) -> Result<(), AppError> {
         let leader = self.leader_index.take().ok_or_else(|| AppError::Leave("commit without leader state".into()))?;
+        let idx = MemdbIndex::decode(&leader).map_err(|e| AppError::Leave(e.to_string()))?;
+        let keep: HashSet<u64> = idx.entries.iter().map(|e| e.inode).collect();
         let updates = std::mem::take(&mut self.updates);
         info!(target: "dcdb", "update complete - trying to commit (got {} inode updates)", updates.len());
-        let failed = |e: String| {
+        self.db.apply_resync(&leader, &keep, updates).map_err(|e| {
             warn!(target: "dcdb", "commit failed: {e}");
             AppError::Leave(e)
-        };
-        if self.db.failed() {
-            return Err(failed("database is in error state".into()));
-        }
-        // Checked (one pass over the index) under the read lock: readers go on meanwhile. The
-        // write lock is held only to apply the K updates; the transaction runs after it.
-        let plan = self.db.tree().plan_resync(&leader, updates).map_err(failed)?;
-        let outcome = self.db.with_tree_mut(|t| t.apply_resync(plan, &leader, now_secs())).map_err(failed)?;
-        for (vmid, kept, ignored) in &outcome.duplicate_vmids {
-            warn!(target: "database", "detected duplicate VMID {vmid}: '{kept}' and '{ignored}' (using the first)");
-        }
-        self.db.commit().map_err(|e| failed(format!("resync commit failed: {e}")))?;
-        info!(target: "database", "resync: {} entries written, {} deleted, version {}", outcome.written, outcome.deleted.len(), self.db.tree().version());
+        })?;
         if let Some(hook) = &self.corosync_conf_hook {
             hook(&self.db, false);
         }
@@ -300,5 +294,27 @@ impl Application for DcdbApp {
 
     fn checksum(&mut self) -> Result<[u8; 32], AppError> {
         Ok(self.db.tree().checksum())
+    }
+}
+
+#[cfg(test)]
+mod name_bytes_tests {
+    use super::*;
+    use pmxcfs_backend::name_bytes::decode;
+
+    #[test]
+    fn a_non_utf8_path_goes_on_the_wire_as_its_raw_bytes() {
+        let path = format!("nodes/{}", decode(b"caf\xe9"));
+        let (subtype, payload) = encode_op(&Op::Create { path }).unwrap();
+        assert_eq!(subtype, DcdbSubtype::Create as u16);
+        assert!(payload.windows(5).any(|w| w == b"caf\xe9\0"), "raw bytes, NUL-terminated");
+    }
+
+    #[test]
+    fn a_record_with_a_non_utf8_name_from_a_c_node_is_accepted_and_sent_back_identical() {
+        let r = InodeRecord { parent: 0, inode: 7, version: 7, writer: 1, mtime: 1, entry_type: 8, name: b"x\xff", data: b"d" };
+        let e = entry_from_record(&r).expect("accepted, no leave");
+        let raw = pmxcfs_backend::name_bytes::encode(&e.name);
+        assert_eq!(record_of(&e, &raw).encode().unwrap(), r.encode().unwrap());
     }
 }

@@ -24,6 +24,8 @@ impl ChangeSink for ClusterSink {
         if !self.quorate() {
             return Err(FsError::AccessDenied);
         }
+        // a failing store refuses local changes (ENOSPC/EIO) before they are multicast
+        self.db.check_writable()?;
         let (subtype, payload) = encode_op(&op).map_err(|e| {
             warn!(target: "dcdb", "unable to encode {op:?}: {e}");
             FsError::Invalid
@@ -32,11 +34,12 @@ impl ChangeSink for ClusterSink {
         match self.dcdb.send(subtype, payload) {
             Ok(r) if r < 0 => Err(FsError::from_errno(-r)),
             Ok(r) => {
-                // the node applied our change: make it durable before the syscall returns
-                // (one transaction for everything applied meanwhile); a deferred change
-                // (a create, the content that goes with a rename) waits for the next one
+                // the node applied our change: acknowledge it (crash record) before the
+                // syscall returns, with everything applied meanwhile; the store transaction
+                // follows the same sync interval as local mode; a deferred change (a create,
+                // the content that goes with a rename) waits for the next acknowledgement
                 if !deferred {
-                    self.db.commit()?;
+                    self.db.acknowledge()?;
                 }
                 Ok(r as u64)
             }
@@ -45,7 +48,7 @@ impl ChangeSink for ClusterSink {
     }
 
     fn commit(&self) -> FsResult<()> {
-        self.db.commit()
+        self.db.acknowledge()
     }
 
     fn unlock_request(&self, path: &str, csum: [u8; 32]) -> FsResult<bool> {

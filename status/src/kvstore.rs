@@ -10,15 +10,21 @@
 //! * `rrd/...` keys belong to the RRD store ([`crate::rrd`]); [`StatusKey::classify`] tells
 //!   them apart and [`crate::StatusStore`] dispatches.
 //!
-//! Also here: the kvstore UPDATE payload (`name[256]` + value) and the IPC `SET_STATUS` /
-//! `GET_STATUS` request layouts. Locking is left to the caller.
+//! Also here: the kvstore UPDATE payload (`name[256]` + value) as the tables see it, on top of
+//! its one codec `pmxcfs_dfsm::wire::kvstore::KvUpdate`. The IPC `SET_STATUS` / `GET_STATUS`
+//! payloads are parsed in [`crate::requests`]. Locking is left to the caller.
 
 use std::collections::{BTreeMap, HashMap};
+
+use pmxcfs_dfsm::wire::kvstore::{KvUpdate, KV_KEY_FIELD_LEN};
+use pmxcfs_dfsm::wire::{cstr_prefix, WireError};
+
+pub use crate::requests::{parse_get_status_request, parse_set_status_request};
 
 /// Largest value a local `SET_STATUS` accepts (`CFS_MAX_STATUS_SIZE`).
 pub const CFS_MAX_STATUS_SIZE: usize = 32 * 1024;
 /// Size of the fixed key field in UPDATE messages and IPC requests.
-pub const KEY_FIELD_SIZE: usize = 256;
+pub const KEY_FIELD_SIZE: usize = KV_KEY_FIELD_LEN;
 /// The key that carries a node's IP address.
 pub const NODEIP_KEY: &str = "nodeip";
 /// Prefix of RRD status keys.
@@ -162,7 +168,7 @@ fn parse_nodeip(data: &[u8]) -> Result<String, KvError> {
     if data.is_empty() || data.len() >= 256 || data[data.len() - 1] != 0 {
         return Err(KvError::InvalidNodeIp);
     }
-    Ok(String::from_utf8_lossy(crate::clusterlog::until_nul(data)).into_owned())
+    Ok(String::from_utf8_lossy(cstr_prefix(data)).into_owned())
 }
 
 /// The kv tables of the local node and of every other node that sent updates, plus the
@@ -297,66 +303,24 @@ impl KvStore {
     }
 }
 
-/// Text before the first NUL of a fixed-size key field, as UTF-8.
-fn key_from_field(field: &[u8]) -> Result<&str, KvError> {
-    let key = crate::clusterlog::until_nul(field);
-    std::str::from_utf8(key).map_err(|_| KvError::InvalidKey("key is not UTF-8"))
-}
-
 /// Encode a kvstore UPDATE payload: the key NUL-terminated in a zero-filled 256-byte field,
 /// then the value. Keys longer than 255 bytes or containing NUL are refused.
 pub fn encode_update(key: &str, data: &[u8]) -> Result<Vec<u8>, KvError> {
-    if key.len() >= KEY_FIELD_SIZE {
-        return Err(KvError::InvalidKey("key longer than 255 bytes"));
-    }
-    if key.as_bytes().contains(&0) {
-        return Err(KvError::InvalidKey("key contains NUL"));
-    }
-    let mut out = vec![0u8; KEY_FIELD_SIZE + data.len()];
-    out[..key.len()].copy_from_slice(key.as_bytes());
-    out[KEY_FIELD_SIZE..].copy_from_slice(data);
-    Ok(out)
+    let update = KvUpdate { key: key.as_bytes(), value: data };
+    update.encode().map_err(|e| match e {
+        WireError::Unencodable { why: "contains NUL", .. } => KvError::InvalidKey("key contains NUL"),
+        _ => KvError::InvalidKey("key longer than 255 bytes"),
+    })
 }
 
 /// Decode a kvstore UPDATE payload (`kvstore_parse_update_message`): at least 256 bytes, a
 /// NUL inside the key field (bytes after it are ignored: the C sender leaves stack garbage
-/// there); the value is the rest (possibly empty).
+/// there); the value is the rest (possibly empty). The key must be UTF-8.
 pub fn decode_update(payload: &[u8]) -> Result<(&str, &[u8]), KvError> {
-    if payload.len() < KEY_FIELD_SIZE {
-        return Err(KvError::InvalidMessage(
-            "short kvstore update (< 256 bytes)",
-        ));
-    }
-    if !payload[..KEY_FIELD_SIZE].contains(&0) {
-        return Err(KvError::InvalidMessage(
-            "kvstore update key not NUL-terminated",
-        ));
-    }
-    Ok((
-        key_from_field(&payload[..KEY_FIELD_SIZE])?,
-        &payload[KEY_FIELD_SIZE..],
-    ))
-}
-
-/// Parse an IPC `SET_STATUS` payload (after the 16-byte header): `name[256]` (byte 255 is
-/// treated as NUL) + data. Less than 256 bytes → EINVAL.
-pub fn parse_set_status_request(payload: &[u8]) -> Result<(&str, &[u8]), KvError> {
-    if payload.len() < KEY_FIELD_SIZE {
-        return Err(KvError::InvalidMessage("short SET_STATUS request"));
-    }
-    Ok((
-        key_from_field(&payload[..KEY_FIELD_SIZE - 1])?,
-        &payload[KEY_FIELD_SIZE..],
-    ))
-}
-
-/// Parse an IPC `GET_STATUS` payload: `name[256]` + `nodename[256]`, each forced to end in
-/// NUL. Less than 512 bytes → EINVAL. Returns `(key, nodename)`.
-pub fn parse_get_status_request(payload: &[u8]) -> Result<(&str, &str), KvError> {
-    if payload.len() < 2 * KEY_FIELD_SIZE {
-        return Err(KvError::InvalidMessage("short GET_STATUS request"));
-    }
-    let key = key_from_field(&payload[..KEY_FIELD_SIZE - 1])?;
-    let node = key_from_field(&payload[KEY_FIELD_SIZE..2 * KEY_FIELD_SIZE - 1])?;
-    Ok((key, node))
+    let update = KvUpdate::decode(payload).map_err(|e| match e {
+        WireError::TooShort { .. } => KvError::InvalidMessage("short kvstore update (< 256 bytes)"),
+        _ => KvError::InvalidMessage("kvstore update key not NUL-terminated"),
+    })?;
+    let key = std::str::from_utf8(update.key).map_err(|_| KvError::InvalidKey("key is not UTF-8"))?;
+    Ok((key, update.value))
 }

@@ -4,6 +4,7 @@
 //!   dump, LOG-message entries and the merge of member logs on kvstore sync;
 //! * [`kvstore`]: per-node key/value status tables, `nodeip`, `GET_STATUS` lookups and the
 //!   kvstore part of `.version`;
+//! * [`requests`]: the IPC request payloads of the status calls;
 //! * [`rrd`]: RRD status keys, the `.rrd` dump with its 2-second cache, RRD file definitions
 //!   and the updater that talks to rrdcached or runs `rrdtool`.
 //!
@@ -13,6 +14,7 @@
 
 pub mod clusterlog;
 pub mod kvstore;
+pub mod requests;
 pub mod rrd;
 
 use std::path::{Path, PathBuf};

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::clusterlog::until_nul;
+use pmxcfs_dfsm::wire::cstr_prefix;
 
 /// Where the original keeps its RRD files.
 pub const RRD_DEFAULT_DIR: &str = "/var/lib/rrdcached/db";
@@ -137,7 +137,7 @@ pub fn validate_data(data: &[u8]) -> Result<&[u8], RrdError> {
     if data[data.len() - 1] != 0 {
         return Err(RrdError::InvalidData("not NUL-terminated"));
     }
-    Ok(until_nul(data))
+    Ok(cstr_prefix(data))
 }
 
 /// The three kinds of RRD files (only the 9.0 formats are written).
@@ -379,7 +379,7 @@ impl RrdStore {
 
     /// The stored value text for `key`, if any.
     pub fn get(&self, key: &str) -> Option<&[u8]> {
-        self.entries.get(key).map(|e| until_nul(&e.data))
+        self.entries.get(key).map(|e| cstr_prefix(&e.data))
     }
 
     /// `.rrd` / `GET_RRD_DUMP` at time `now`.
@@ -406,7 +406,7 @@ impl RrdStore {
             let e = &self.entries[k];
             text.extend_from_slice(k.as_bytes());
             text.push(b':');
-            text.extend_from_slice(until_nul(&e.data));
+            text.extend_from_slice(cstr_prefix(&e.data));
             text.push(b'\n');
         }
         self.cache = Some((now, text.clone()));

@@ -12,7 +12,12 @@ pub struct Cluster {
     pub env: Vec<(String, String)>,
     pub base: PathBuf,
     pub nodes: Vec<Node>,
+    /// One real cluster at a time per test process (2 cores; and the harness's names).
+    _serial: std::sync::MutexGuard<'static, ()>,
 }
+
+static ONE_CLUSTER_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+static CLUSTER_SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 pub struct Node {
     pub id: u32,
@@ -61,8 +66,10 @@ impl Cluster {
     /// only etc/corosync/corosync.conf (what `pvecm add` leaves), the others a seeded database.
     pub fn prepared(n: u32, fresh: &[u32]) -> Cluster {
         require_root();
-        let tag = std::process::id() % 200 + 20;
-        let base = PathBuf::from(format!("/tmp/pmxcfs-ng-coro-{}", std::process::id()));
+        let serial = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        let seq = CLUSTER_SEQ.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let tag = (std::process::id() + seq * 37) % 200 + 20;
+        let base = PathBuf::from(format!("/tmp/pmxcfs-ng-coro-{}-{seq}", std::process::id()));
         let env = vec![
             ("CORO_BASE".into(), base.display().to_string()),
             ("CORO_PREFIX".into(), format!("pxng{tag}n")),
@@ -71,7 +78,7 @@ impl Cluster {
             ("CORO_TOKEN".into(), "1000".into()),
             ("CORO_TOKEN_COEFF".into(), "0".into()),
         ];
-        let mut c = Cluster { env, base, nodes: Vec::new() };
+        let mut c = Cluster { env, base, nodes: Vec::new(), _serial: serial };
         c.sh_ok(&["up", &n.to_string()]);
         let conf = std::fs::read(c.base.join("n1/corosync.conf")).expect("harness corosync.conf");
         for id in 1..=n {

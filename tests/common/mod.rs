@@ -4,6 +4,10 @@
 
 pub mod cluster;
 pub mod qb;
+mod rng;
+
+#[allow(unused_imports)]
+pub use rng::Rng;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -265,22 +269,6 @@ pub fn snapshot(dir: &Path) -> std::collections::BTreeMap<String, String> {
 
 pub fn pmxcfs_hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// A tiny deterministic xorshift generator for randomized tests.
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 /// close(2) with its result: closing a written file on the mount reports its commit.

@@ -1,3 +1,5 @@
+//! The cmap ("confdb") service: cluster name, config version and node list, kept current.
+//!
 //! The cmap ("confdb") service (spec §1.5, `confdb.c`): reads
 //! `totem.cluster_name` (required), `totem.config_version` (0 if missing)
 //! and the nodelist into a [`ClusterInfo`], tracks `nodelist.node.`

@@ -1,3 +1,5 @@
+//! A thin libcpg wrapper, used exactly as the original uses it (spec §1.2).
+//!
 //! A thin libcpg wrapper, used exactly as the original uses it (spec §1.2):
 //! `cpg_initialize` (the old API: no model, no totem confchg callback) with
 //! a deliver and a confchg callback, `cpg_local_get`, `cpg_join` of a group

@@ -1,3 +1,5 @@
+//! [`GroupRunner`]: the thread that owns one CPG group's [`Dfsm`] and its CPG handle.
+//!
 //! [`GroupRunner`]: one thread per CPG group that owns the group's
 //! [`Dfsm`] and its [`CpgHandle`], like the original's service loop
 //! (spec §1.1–§1.3):

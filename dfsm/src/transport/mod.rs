@@ -1,3 +1,6 @@
+//! The real corosync transport of the DFSM: libcpg, libquorum and libcmap wrappers and the
+//! [`GroupRunner`] thread.
+//!
 //! The real Corosync transport: thin wrappers around libcpg, libquorum and
 //! libcmap, and a [`GroupRunner`] thread that drives one [`crate::Dfsm`]
 //! over a CPG group.

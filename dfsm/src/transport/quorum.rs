@@ -1,3 +1,5 @@
+//! The quorum service (spec §1.4): tracks whether this node is quorate.
+//!
 //! The quorum service (spec §1.4, `quorum.c`): `quorum_initialize` (a
 //! quorum provider must be configured: type `QUORUM_SET`), track changes,
 //! dispatch all; the notification only stores the quorate flag. On any

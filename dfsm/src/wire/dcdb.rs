@@ -1,3 +1,5 @@
+//! dcdb (`pve_dcdb_v1`) NORMAL-message payloads: the fuse-op and unlock records.
+//!
 //! dcdb (`pve_dcdb_v1`) NORMAL-message payloads: the fuse-op record used by
 //! WRITE/MKDIR/DELETE/RENAME/CREATE/MTIME and the unlock record used by
 //! UNLOCK_REQUEST/UNLOCK (spec §4.1, §4.2, §4.4). Paths are relative to the

@@ -1,3 +1,5 @@
+//! DFSM framing shared by both groups: base, normal and state headers, VERIFY payloads.
+//!
 //! DFSM framing shared by both groups: the 16-byte base header, the 24-byte
 //! normal-message header (with the per-process `count`) and the 32-byte
 //! state-message header (with the sync epoch), plus the VERIFY_REQUEST and

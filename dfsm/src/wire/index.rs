@@ -1,3 +1,5 @@
+//! The memdb index: the dcdb STATE payload (spec §5.1).
+//!
 //! The memdb index: the dcdb STATE payload (spec §5.1). A 32-byte header
 //! (root version, last inode, root writer/mtime, entry count, byte length)
 //! followed by 40-byte `{inode, SHA-256 digest}` entries sorted by inode.

@@ -1,3 +1,6 @@
+//! kvstore (`pve_kvstore_v1`) payloads: the one codec of the UPDATE record, the cluster-log
+//! entry layout (LOG) and the STATE ring's outer check.
+//!
 //! kvstore (`pve_kvstore_v1`) payloads: the key/value UPDATE record, the
 //! cluster-log LOG record (`clog_entry_t`) and the STATE payload (the whole
 //! cluster-log ring buffer, exposed here only as checked bytes). Spec §6.
@@ -23,7 +26,7 @@ pub const CLOG_MAX_ENTRY_SIZE: usize = 4096;
 /// Default ring buffer size, i.e. the usual kvstore STATE payload length.
 pub const CLOG_DEFAULT_SIZE: usize = 131072;
 /// Offset of the packed strings inside a clog entry.
-const CLOG_STRINGS_OFFSET: usize = 44;
+pub const CLOG_STRINGS_OFFSET: usize = 44;
 
 /// FNV-1a 64-bit hash as used for `node_digest` / `ident_digest` (the caller
 /// includes the trailing NUL in `bytes`).
@@ -79,6 +82,93 @@ impl<'a> KvUpdate<'a> {
     }
 }
 
+/// The fixed part of a cluster-log entry (`clog_entry_t` up to its `data`): the one
+/// definition of the entry layout, used by [`ClogEntry`] and by the status crate's ring.
+///
+/// An entry is these 44 bytes, then `node`, `ident`, `tag` and `msg` back to back (each
+/// `*_len` bytes, normally ending in NUL), then 4 slack bytes: 48 + Σ lengths in all.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClogHeader {
+    /// Ring link: offset of the previous entry (0 in messages).
+    pub prev: u32,
+    /// Ring link: offset just after this entry's slot (0 in messages).
+    pub next: u32,
+    pub uid: u32,
+    pub time: u32,
+    pub node_digest: u64,
+    pub ident_digest: u64,
+    pub pid: u32,
+    pub priority: u8,
+    /// Field lengths, each including the field's NUL.
+    pub node_len: u8,
+    pub ident_len: u8,
+    pub tag_len: u8,
+    pub msg_len: u32,
+}
+
+impl ClogHeader {
+    /// Bytes of the fixed part (the offset of the strings).
+    pub const LEN: usize = CLOG_STRINGS_OFFSET;
+
+    /// Read the fixed part at the start of `b` (bytes after it are not looked at).
+    pub fn decode(b: &[u8]) -> Result<Self, WireError> {
+        let mut r = Reader::new(b, "clog entry");
+        Ok(ClogHeader {
+            prev: r.u32()?,
+            next: r.u32()?,
+            uid: r.u32()?,
+            time: r.u32()?,
+            node_digest: r.u64()?,
+            ident_digest: r.u64()?,
+            pid: r.u32()?,
+            priority: r.u8()?,
+            node_len: r.u8()?,
+            ident_len: r.u8()?,
+            tag_len: r.u8()?,
+            msg_len: r.u32()?,
+        })
+    }
+
+    /// The 44 bytes of the fixed part.
+    pub fn encode(&self) -> [u8; Self::LEN] {
+        let mut out = [0u8; Self::LEN];
+        out[0..4].copy_from_slice(&self.prev.to_le_bytes());
+        out[4..8].copy_from_slice(&self.next.to_le_bytes());
+        out[8..12].copy_from_slice(&self.uid.to_le_bytes());
+        out[12..16].copy_from_slice(&self.time.to_le_bytes());
+        out[16..24].copy_from_slice(&self.node_digest.to_le_bytes());
+        out[24..32].copy_from_slice(&self.ident_digest.to_le_bytes());
+        out[32..36].copy_from_slice(&self.pid.to_le_bytes());
+        out[36..40].copy_from_slice(&[self.priority, self.node_len, self.ident_len, self.tag_len]);
+        out[40..44].copy_from_slice(&self.msg_len.to_le_bytes());
+        out
+    }
+
+    /// Size of the whole entry: 48 + the four lengths.
+    pub fn entry_len(&self) -> u64 {
+        CLOG_ENTRY_HEADER_LEN as u64
+            + u64::from(self.node_len)
+            + u64::from(self.ident_len)
+            + u64::from(self.tag_len)
+            + u64::from(self.msg_len)
+    }
+
+    /// The four string fields (node, ident, tag, msg, as the lengths cut them) and the
+    /// 4 slack bytes of `entry`, the bytes of an entry that starts with this header.
+    /// `None` when `entry` is shorter than [`ClogHeader::entry_len`].
+    pub fn fields<'a>(&self, entry: &'a [u8]) -> Option<([&'a [u8]; 4], &'a [u8])> {
+        let mut r = Reader::new(entry, "clog entry");
+        r.bytes(Self::LEN).ok()?;
+        let mut take = |n: usize| r.bytes(n).ok();
+        let node = take(self.node_len.into())?;
+        let ident = take(self.ident_len.into())?;
+        let tag = take(self.tag_len.into())?;
+        let msg = take(usize::try_from(self.msg_len).ok()?)?;
+        let slack = take(4)?;
+        Some(([node, ident, tag, msg], slack))
+    }
+}
+
 /// One cluster-log entry (`clog_entry_t`) as carried by KVSTORE_LOG and
 /// stored in the ring. Strings exclude their NUL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,7 +197,6 @@ impl<'a> ClogEntry<'a> {
     /// `len == 48 + Σ lens`, every string NUL-terminated. The 4 padding
     /// bytes are ignored.
     pub fn decode(payload: &'a [u8]) -> Result<Self, WireError> {
-        let mut r = Reader::new(payload, "clog entry");
         if payload.len() < CLOG_ENTRY_HEADER_LEN {
             return Err(WireError::TooShort {
                 what: "clog entry",
@@ -115,47 +204,30 @@ impl<'a> ClogEntry<'a> {
                 got: payload.len(),
             });
         }
-        let prev = r.u32()?;
-        let next = r.u32()?;
-        let uid = r.u32()?;
-        let time = r.u32()?;
-        let node_digest = r.u64()?;
-        let ident_digest = r.u64()?;
-        let pid = r.u32()?;
-        let priority = r.u8()?;
-        let node_len = r.u8()?;
-        let ident_len = r.u8()?;
-        let tag_len = r.u8()?;
-        let msg_len = r.u32()?;
-        let expected = CLOG_ENTRY_HEADER_LEN as u64
-            + u64::from(node_len)
-            + u64::from(ident_len)
-            + u64::from(tag_len)
-            + u64::from(msg_len);
+        let h = ClogHeader::decode(payload)?;
+        let expected = h.entry_len();
+        let mismatch = WireError::LengthMismatch {
+            what: "clog entry",
+            expected,
+            got: payload.len() as u64,
+        };
         if expected != payload.len() as u64 {
-            return Err(WireError::LengthMismatch {
-                what: "clog entry",
-                expected,
-                got: payload.len() as u64,
-            });
+            return Err(mismatch);
         }
-        let node = strip_nul(r.bytes(node_len.into())?, "clog node")?;
-        let ident = strip_nul(r.bytes(ident_len.into())?, "clog ident")?;
-        let tag = strip_nul(r.bytes(tag_len.into())?, "clog tag")?;
-        let msg = strip_nul(r.bytes(msg_len as usize)?, "clog msg")?;
+        let ([node, ident, tag, msg], _slack) = h.fields(payload).ok_or(mismatch)?;
         Ok(ClogEntry {
-            prev,
-            next,
-            uid,
-            time,
-            node_digest,
-            ident_digest,
-            pid,
-            priority,
-            node,
-            ident,
-            tag,
-            msg,
+            prev: h.prev,
+            next: h.next,
+            uid: h.uid,
+            time: h.time,
+            node_digest: h.node_digest,
+            ident_digest: h.ident_digest,
+            pid: h.pid,
+            priority: h.priority,
+            node: strip_nul(node, "clog node")?,
+            ident: strip_nul(ident, "clog ident")?,
+            tag: strip_nul(tag, "clog tag")?,
+            msg: strip_nul(msg, "clog msg")?,
         })
     }
 
@@ -178,10 +250,20 @@ impl<'a> ClogEntry<'a> {
                 why: "longer than 254 bytes",
             })
         };
-        let node_len = short(self.node, "clog node")?;
-        let ident_len = short(self.ident, "clog ident")?;
-        let tag_len = short(self.tag, "clog tag")?;
-        let msg_len = len_u32(self.msg.len() + 1, "clog msg")?;
+        let header = ClogHeader {
+            prev: self.prev,
+            next: self.next,
+            uid: self.uid,
+            time: self.time,
+            node_digest: self.node_digest,
+            ident_digest: self.ident_digest,
+            pid: self.pid,
+            priority: self.priority,
+            node_len: short(self.node, "clog node")?,
+            ident_len: short(self.ident, "clog ident")?,
+            tag_len: short(self.tag, "clog tag")?,
+            msg_len: len_u32(self.msg.len() + 1, "clog msg")?,
+        };
         if self.encoded_len() > CLOG_MAX_ENTRY_SIZE {
             return Err(WireError::Unencodable {
                 what: "clog entry",
@@ -189,15 +271,7 @@ impl<'a> ClogEntry<'a> {
             });
         }
         let mut out = Vec::with_capacity(self.encoded_len());
-        for v in [self.prev, self.next, self.uid, self.time] {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-        out.extend_from_slice(&self.node_digest.to_le_bytes());
-        out.extend_from_slice(&self.ident_digest.to_le_bytes());
-        out.extend_from_slice(&self.pid.to_le_bytes());
-        out.extend_from_slice(&[self.priority, node_len, ident_len, tag_len]);
-        out.extend_from_slice(&msg_len.to_le_bytes());
-        debug_assert_eq!(out.len(), CLOG_STRINGS_OFFSET);
+        out.extend_from_slice(&header.encode());
         for s in [self.node, self.ident, self.tag, self.msg] {
             out.extend_from_slice(s);
             out.push(0);
@@ -262,9 +336,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fnv_known_value() {
+    fn fnv_known_values() {
+        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
         // README: fnv1a(b"node3\0") == 0xe6fcafc220cec54e
         assert_eq!(fnv1a64(b"node3\0"), 0xe6fc_afc2_20ce_c54e);
+        assert_eq!(fnv1a64(b"golden-ident\0"), 0xbbe6_12be_89ed_ece9);
     }
 
     #[test]

@@ -1,3 +1,5 @@
+//! The dcdb inode record of UPDATE messages and the per-entry hashing built on it.
+//!
 //! The dcdb inode record: payload of the leader's UPDATE messages (spec §4.6),
 //! and the per-entry hashing that the memdb index (§5.2), the VERIFY checksum
 //! (§5.3) and the lock checksum (§5.4) are built from.

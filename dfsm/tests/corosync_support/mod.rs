@@ -1,3 +1,6 @@
+//! Support for tests against a real corosync cluster: one namespace and node process per
+//! member, driven through stdin/stdout lines.
+//!
 //! Support for tests against a REAL corosync cluster started with the
 //! shared harness (`shared/harness/cluster.sh`): one network namespace per
 //! node, so each DFSM node is a separate process (this test binary,

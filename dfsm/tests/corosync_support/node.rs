@@ -1,3 +1,5 @@
+//! The DFSM node process of the real-corosync tests, driven by one command per stdin line.
+//!
 //! A DFSM node process for tests against real corosync: a
 //! [`GroupRunner`] with the [`TestApp`], a [`QuorumTracker`] and a
 //! [`CmapTracker`], driven by one command per stdin line. Every reply is

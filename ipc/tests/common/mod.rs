@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use pmxcfs_ipc::guest_props;
 use pmxcfs_ipc::protocol::{self, Response};
 use pmxcfs_ipc::{Client, IpcHandler, IpcServer};
+pub use pmxcfs_ipc::IpcError;
 
 pub const WWW_DATA_GID: u32 = 33;
 
@@ -74,7 +75,7 @@ impl FakeHandler {
         }
     }
 
-    fn props_json(&self, vmid: u32, props: &[&[u8]]) -> Result<Vec<u8>, i32> {
+    fn props_json(&self, vmid: u32, props: &[&[u8]]) -> Result<Vec<u8>, IpcError> {
         if vmid == 0 {
             Ok(guest_props::all_guests_json([100, 200].map(|v| (v, self.conf(v))), props))
         } else {
@@ -84,22 +85,22 @@ impl FakeHandler {
 }
 
 impl IpcHandler for FakeHandler {
-    fn get_fs_version(&self, _c: &Client) -> Result<Vec<u8>, i32> {
+    fn get_fs_version(&self, _c: &Client) -> Result<Vec<u8>, IpcError> {
         Ok(VERSION.as_bytes().to_vec())
     }
-    fn get_cluster_info(&self, _c: &Client) -> Result<Vec<u8>, i32> {
+    fn get_cluster_info(&self, _c: &Client) -> Result<Vec<u8>, IpcError> {
         Ok(MEMBERS.as_bytes().to_vec())
     }
-    fn get_guest_list(&self, _c: &Client) -> Result<Vec<u8>, i32> {
+    fn get_guest_list(&self, _c: &Client) -> Result<Vec<u8>, IpcError> {
         if let Some(d) = self.guest_list_delay {
             std::thread::sleep(d);
         }
         Ok(VMLIST.as_bytes().to_vec())
     }
-    fn set_status(&self, c: &Client, name: &[u8], data: &[u8]) -> Result<(), i32> {
+    fn set_status(&self, c: &Client, name: &[u8], data: &[u8]) -> Result<(), IpcError> {
         self.calls.lock().unwrap().push(Call::SetStatus { pid: c.pid, name: name.to_vec(), data: data.to_vec() });
         if data.len() > 32768 {
-            return Err(libc::EFBIG);
+            return Err(IpcError::TooLarge);
         }
         let mut kv = self.kv.lock().unwrap();
         if data.is_empty() {
@@ -109,16 +110,16 @@ impl IpcHandler for FakeHandler {
         }
         Ok(())
     }
-    fn get_status(&self, _c: &Client, name: &[u8], nodename: &[u8]) -> Result<Vec<u8>, i32> {
+    fn get_status(&self, _c: &Client, name: &[u8], nodename: &[u8]) -> Result<Vec<u8>, IpcError> {
         if !nodename.is_empty() && nodename != b"testnode" {
-            return Err(libc::ENOENT);
+            return Err(IpcError::NotFound);
         }
-        self.kv.lock().unwrap().get(name).cloned().ok_or(libc::ENOENT)
+        self.kv.lock().unwrap().get(name).cloned().ok_or(IpcError::NotFound)
     }
-    fn get_config(&self, _c: &Client, path: &[u8]) -> Result<Vec<u8>, i32> {
-        self.read(path).map(|v| v.to_vec()).ok_or(libc::ENOENT)
+    fn get_config(&self, _c: &Client, path: &[u8]) -> Result<Vec<u8>, IpcError> {
+        self.read(path).map(|v| v.to_vec()).ok_or(IpcError::NotFound)
     }
-    fn log_cluster_msg(&self, c: &Client, priority: u8, ident: &[u8], tag: &[u8], msg: &[u8]) -> Result<(), i32> {
+    fn log_cluster_msg(&self, c: &Client, priority: u8, ident: &[u8], tag: &[u8], msg: &[u8]) -> Result<(), IpcError> {
         self.calls.lock().unwrap().push(Call::Log {
             pid: c.pid,
             priority,
@@ -128,26 +129,26 @@ impl IpcHandler for FakeHandler {
         });
         Ok(())
     }
-    fn get_cluster_log(&self, _c: &Client, max: u32, user: &[u8]) -> Result<Vec<u8>, i32> {
+    fn get_cluster_log(&self, _c: &Client, max: u32, user: &[u8]) -> Result<Vec<u8>, IpcError> {
         self.calls.lock().unwrap().push(Call::ClusterLog { max, user: user.to_vec() });
         Ok(CLUSTERLOG_EMPTY.as_bytes().to_vec())
     }
-    fn get_rrd_dump(&self, _c: &Client) -> Result<Vec<u8>, i32> {
+    fn get_rrd_dump(&self, _c: &Client) -> Result<Vec<u8>, IpcError> {
         Ok(self.rrd_override.clone().unwrap_or_else(|| RRD.to_vec()))
     }
     fn guest_exists(&self, vmid: u32) -> bool {
         vmid == 100 || vmid == 200
     }
-    fn get_guest_config_property(&self, _c: &Client, vmid: u32, prop: &[u8]) -> Result<Vec<u8>, i32> {
+    fn get_guest_config_property(&self, _c: &Client, vmid: u32, prop: &[u8]) -> Result<Vec<u8>, IpcError> {
         self.props_json(vmid, &[prop])
     }
-    fn verify_token(&self, _c: &Client, token: &[u8]) -> Result<(), i32> {
+    fn verify_token(&self, _c: &Client, token: &[u8]) -> Result<(), IpcError> {
         match self.read(b"priv/token.cfg") {
             Some(cfg) if protocol::token_cfg_contains(cfg, token) => Ok(()),
-            _ => Err(libc::ENOENT),
+            _ => Err(IpcError::NotFound),
         }
     }
-    fn get_guest_config_properties(&self, _c: &Client, vmid: u32, props: &[&[u8]]) -> Result<Vec<u8>, i32> {
+    fn get_guest_config_properties(&self, _c: &Client, vmid: u32, props: &[&[u8]]) -> Result<Vec<u8>, IpcError> {
         self.props_json(vmid, props)
     }
 }

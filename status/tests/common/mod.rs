@@ -1,4 +1,5 @@
-//! Helpers shared by the integration tests: golden vector loading and a tiny PRNG.
+//! Helpers shared by the status integration tests: golden vector loading and the
+//! workspace's test RNG (tests/common/rng.rs).
 #![allow(dead_code)]
 
 use std::path::Path;
@@ -28,22 +29,7 @@ pub fn load_hex(name: &str) -> Vec<u8> {
     out
 }
 
-/// xorshift64* PRNG, deterministic and dependency-free.
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
+#[path = "../../../tests/common/rng.rs"]
+mod rng;
+#[allow(unused_imports)]
+pub use rng::Rng;
