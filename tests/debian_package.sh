@@ -259,7 +259,10 @@ build_root "$BR" || { fail build "could not make the build root with the build d
 TREE=$BR/build/pmxcfs-ng-$UPSTREAM
 mkdir -p "$TREE" "$BR/build/target" "$CARGO_TARGET_DIR"
 tar -C "$SRC" --exclude=./target --exclude=./.git --exclude=./debian/pmxcfs-ng --exclude=./debian/cargo_home \
-    --exclude=./debian/.debhelper --exclude=./debian/tmp -cf - . | tar -C "$TREE" -xf -
+    --exclude=./debian/.debhelper --exclude=./debian/tmp -cf - . | tar -C "$TREE" -xmf -
+# -m: the sources are newer than anything in the shared target cache, so cargo's mtime-based
+# freshness never reuses a workspace crate built from another checkout (registry crates are
+# still reused: their fingerprints do not depend on mtimes).
 mount --bind "$CARGO_TARGET_DIR" "$BR/build/target"
 # cargo fetches the crates over HTTPS: the root trusts what the host trusts (a local proxy's CA,
 # say), as it uses the host's resolv.conf.
@@ -644,7 +647,8 @@ EOF
     umount "$R/proc"
     systemd-nspawn -D "$R" -b --register=no --keep-unit --bind=/dev/fuse --console=pipe >"$WORK/nspawn.log" 2>&1 &
     NSPAWN_PID=$!
-    for i in $(seq 150); do
+    # up to 90 s: a loaded 2-core CI machine boots a container slowly
+    for i in $(seq 450); do
         [ -n "$leader" ] || leader=$(pgrep -P "$NSPAWN_PID" | head -1)
         if [ -n "$leader" ]; then
             state=$(nsenter -t "$leader" -a systemctl is-system-running 2>/dev/null)

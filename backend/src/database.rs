@@ -357,6 +357,12 @@ impl Database {
         }
     }
 
+    /// True when an acknowledgement only appends to the crash record (W > 0 with a record):
+    /// it never waits for a store transaction or an fdatasync.
+    pub fn acknowledgements_are_cheap(&self) -> bool {
+        self.has_record() && !self.options.sync_interval.is_zero()
+    }
+
     fn has_record(&self) -> bool {
         self.options.record_dir.is_some()
     }
@@ -687,6 +693,11 @@ pub trait ChangeSink: Send + Sync {
     fn unlock_request(&self, path: &str, csum: [u8; 32]) -> FsResult<bool>;
     /// Writable (quorate) right now.
     fn quorate(&self) -> bool;
+    /// True when a submit may wait for the network or for the disk (the caller then keeps
+    /// it off any thread that serves other requests).
+    fn may_wait(&self) -> bool {
+        true
+    }
 }
 
 /// Local mode: every change is applied directly with writer 0 and the local clock.
@@ -716,5 +727,9 @@ impl ChangeSink for LocalSink {
 
     fn quorate(&self) -> bool {
         true
+    }
+
+    fn may_wait(&self) -> bool {
+        !self.db.acknowledgements_are_cheap()
     }
 }

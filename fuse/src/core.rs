@@ -263,6 +263,17 @@ impl Core {
         self.cfg.sink.submit(op, Durability::Commit)
     }
 
+    /// Runs a request that changes something: on the FUSE thread when the sink never waits
+    /// (local mode, acknowledgements go to the tmpfs record), else on the worker pool so
+    /// readers are never queued behind corosync or the disk.
+    pub fn run_change(&self, job: impl FnOnce() + Send + 'static) {
+        if self.cfg.sink.may_wait() {
+            self.workers.run(job)
+        } else {
+            job()
+        }
+    }
+
     /// Past the cap, commits the largest pending content on a worker (once at a time).
     pub fn enforce_pending_cap(self: &Arc<Self>) {
         let over = self.files.lock().pending_bytes() > self.cfg.pending_cap;

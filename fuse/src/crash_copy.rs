@@ -6,7 +6,6 @@
 //! File layout (little endian): magic `PXNGOPN1`, inode u64, parent u64, name length u32,
 //! name bytes, zero padding up to [`HEADER_LEN`], then the content.
 
-use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Read;
 use std::os::unix::fs::FileExt;
@@ -33,7 +32,7 @@ pub struct Leftover {
 #[derive(Debug, Default)]
 pub struct CrashCopies {
     dir: Option<PathBuf>,
-    files: HashMap<u64, File>,
+    files: pmxcfs_backend::tree::InodeMap<File>,
     /// Logged once: the directory is unusable.
     broken: bool,
 }
@@ -46,7 +45,7 @@ impl CrashCopies {
                 warn!(target: "fuse", "unable to create crash-copy directory '{}': {e}", d.display());
             }
         }
-        CrashCopies { dir, files: HashMap::new(), broken: false }
+        CrashCopies { dir, files: Default::default(), broken: false }
     }
 
     fn path(dir: &Path, inode: u64) -> PathBuf {
@@ -73,14 +72,20 @@ impl CrashCopies {
         header.extend_from_slice(&parent.to_le_bytes());
         header.extend_from_slice(&(raw.len() as u32).to_le_bytes());
         header.extend_from_slice(&raw);
-        header.resize(HEADER_LEN as usize, 0);
+        let reused = self.files.contains_key(&inode);
         let file = match self.files.remove(&inode) {
             Some(f) => Ok(f),
-            None => OpenOptions::new().read(true).write(true).create(true).truncate(false).open(Self::path(&dir, inode)),
+            None => OpenOptions::new().read(true).write(true).create(true).truncate(true).open(Self::path(&dir, inode)),
         };
         let result = file.and_then(|f| {
-            f.set_len(HEADER_LEN + content.len() as u64)?;
-            f.write_all_at(content, HEADER_LEN)?;
+            // a new file is empty: writing the content extends it (the gap after the header
+            // stays a hole); a reused one is cut to the new length first
+            if reused || content.is_empty() {
+                f.set_len(HEADER_LEN + content.len() as u64)?;
+            }
+            if !content.is_empty() {
+                f.write_all_at(content, HEADER_LEN)?;
+            }
             // the header last: a copy without a valid header is ignored at start
             f.write_all_at(&header, 0)?;
             Ok(f)

@@ -235,7 +235,7 @@ impl Filesystem for PmxcfsFs {
             return reply.error(FsError::AccessDenied.errno());
         }
         let core = self.core.clone();
-        self.core.workers.run(move || {
+        self.core.run_change(move || {
             if let Some(size) = size {
                 // An open inode's truncate changes its shared pending content; truncate(path)
                 // (no handle) is a commit point of its own, as before.
@@ -306,7 +306,7 @@ impl Filesystem for PmxcfsFs {
             Err(e) => return reply.error(e.errno()),
         };
         let core = self.core.clone();
-        self.core.workers.run(move || match core.submit(Op::Mkdir { path: path.clone() }) {
+        self.core.run_change(move || match core.submit(Op::Mkdir { path: path.clone() }) {
             Ok(_) => {
                 // take the inode and drop the tree lock before entry_reply locks again
                 let ino = core.cfg.db.tree().lookup(&path).map(|e| e.inode);
@@ -323,7 +323,7 @@ impl Filesystem for PmxcfsFs {
         match self.core.kernel_child_path(parent, name) {
             Ok((_, path)) => {
                 let core = self.core.clone();
-                self.core.workers.run(move || match core.delete(&path) {
+                self.core.run_change(move || match core.delete(&path) {
                     Ok(()) => reply.ok(),
                     Err(e) => reply.error(err(&e)),
                 });
@@ -351,7 +351,7 @@ impl Filesystem for PmxcfsFs {
         };
         let noreplace = flags & libc::RENAME_NOREPLACE != 0;
         let core = self.core.clone();
-        self.core.workers.run(move || match core.rename(&from, &to, noreplace) {
+        self.core.run_change(move || match core.rename(&from, &to, noreplace) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(err(&e)),
         });
@@ -472,7 +472,7 @@ impl Filesystem for PmxcfsFs {
             return reply.ok();
         }
         let core = self.core.clone();
-        self.core.workers.run(move || match core.commit_inode(inode) {
+        self.core.run_change(move || match core.commit_inode(inode) {
             Ok(()) => {
                 if let Some(h) = core.files.lock().handle_mut(fh) {
                     h.wrote = false;
@@ -495,7 +495,7 @@ impl Filesystem for PmxcfsFs {
             return reply.ok();
         }
         let core = self.core.clone();
-        self.core.workers.run(move || {
+        self.core.run_change(move || {
             core.commit_at_release(h.inode);
             core.files.lock().forget_if_idle(h.inode);
             reply.ok()
@@ -505,6 +505,7 @@ impl Filesystem for PmxcfsFs {
     fn fsync(&mut self, _req: &Request<'_>, ino: u64, _fh: u64, _datasync: bool, reply: ReplyEmpty) {
         let Ino::Tree(t) = inodes::classify(ino) else { return reply.ok() };
         let core = self.core.clone();
+        // always on the pool: nobody else waits for this fdatasync
         self.core.workers.run(move || {
             let r = core.commit_inode(t).and_then(|_| core.cfg.sink.commit()).and_then(|_| core.cfg.db.sync_wal());
             match r {
@@ -575,7 +576,7 @@ impl Filesystem for PmxcfsFs {
         let Ok(name) = name_str(name).map(|n| n.into_owned()) else { return reply.error(FsError::Invalid.errno()) };
         let handle = Handle { append: flags & libc::O_APPEND != 0, opener_tid: Some(req.pid()), ..Default::default() };
         let core = self.core.clone();
-        self.core.workers.run(move || match core.create(pino, &name, &path, handle) {
+        self.core.run_change(move || match core.create(pino, &name, &path, handle) {
             Ok((inode, fh)) => match core.tree_attr(inode) {
                 Ok(a) => reply.created(&TTL, &a, 0, fh, consts::FOPEN_DIRECT_IO),
                 Err(e) => reply.error(e.errno()),

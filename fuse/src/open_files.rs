@@ -6,8 +6,7 @@
 //! This module does no tree I/O: callers pass the committed content when a pending content
 //! must start from it.
 
-use std::collections::HashMap;
-
+use pmxcfs_backend::tree::InodeMap;
 use pmxcfs_backend::{apply_write, now_secs, FsError, FsResult, MAX_FILE_SIZE};
 
 use crate::crash_copy::CrashCopies;
@@ -92,8 +91,8 @@ pub struct CommitTake {
 #[derive(Debug, Default)]
 pub struct OpenFiles {
     next_fh: u64,
-    handles: HashMap<u64, Handle>,
-    inodes: HashMap<u64, InodeState>,
+    handles: InodeMap<Handle>,
+    inodes: InodeMap<InodeState>,
     copies: CrashCopies,
     /// Sum of all pending contents, in bytes.
     pending_bytes: u64,
@@ -182,7 +181,8 @@ impl OpenFiles {
         if s.content.is_none() {
             let (c, place) = load();
             self.pending_bytes += c.len() as u64;
-            if s.orphan.is_none() {
+            // a new file's copy (begun at create, empty like its tree content) is reused
+            if s.orphan.is_none() && !self.copies.has(inode) {
                 if let Some(p) = place.or_else(|| s.place.clone()) {
                     self.copies.begin(inode, p.0, &p.1, &c);
                     s.place = Some(p);
