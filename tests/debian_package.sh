@@ -649,7 +649,9 @@ EOF
     NSPAWN_PID=$!
     # up to 90 s: a loaded 2-core CI machine boots a container slowly
     for i in $(seq 450); do
-        [ -n "$leader" ] || leader=$(pgrep -P "$NSPAWN_PID" | head -1)
+        # the container's init once it runs systemd (an earlier child may be nspawn's own
+        # short-lived helper: looking it up once raced with that)
+        leader=$(pgrep -P "$NSPAWN_PID" -x systemd | head -1)
         if [ -n "$leader" ]; then
             state=$(nsenter -t "$leader" -a systemctl is-system-running 2>/dev/null)
             case $state in running | degraded) break ;; esac

@@ -522,30 +522,40 @@ impl Database {
     /// nothing changes.
     pub fn apply_resync(&self, leader_index: &[u8], keep: &std::collections::HashSet<u64>, updates: Vec<crate::entry::Entry>) -> Result<(), String> {
         self.acknowledge().and_then(|_| self.flush_to_store(true)).map_err(|e| format!("store transaction before resync failed: {e}"))?;
+        let _ = keep; // the plan derives what is kept from the leader's index itself
+        // checked in full under the READ lock: readers go on meanwhile; O(K) + one index pass
+        let plan = self.tree.read().plan_resync(leader_index, updates)?;
         let mut p = self.persisted.lock();
         let mut a = self.acked.lock();
-        let mut tree = self.tree.write();
-        let (new_tree, deleted) = tree.resynced(keep, updates, now_secs())?;
-        if new_tree.encode_index() != leader_index {
-            return Err("the resynced tree does not match the leader's index".into());
-        }
-        let mut batch: Vec<(u64, Option<crate::entry::Entry>)> = deleted.iter().map(|i| (*i, None)).collect();
-        for e in new_tree.sorted_entries() {
-            let unchanged = tree.get(e.inode).is_some_and(|old| crate::index::entry_digest(old) == crate::index::entry_digest(e) && old.parent == e.parent);
-            if !unchanged {
-                batch.push((e.inode, Some(e.clone())));
-            }
+        // applied in place under the write lock (re-planned there if the tree moved on); the
+        // lock is released before any store I/O, so readers never wait for the fdatasync
+        let (outcome, batch, root) = {
+            let mut tree = self.tree.write();
+            let outcome = tree.apply_resync(plan, leader_index, now_secs())?;
+            (outcome, tree.take_dirty(), tree.root().clone())
+        };
+        for (vmid, kept, ignored) in &outcome.duplicate_vmids {
+            warn!(target: "database", "detected duplicate VMID {vmid}: '{kept}' and '{ignored}' (using the first)");
         }
         let Some(store) = p.store.as_mut() else {
+            self.tree.write().mark_dirty(batch.iter().map(|(i, _)| *i));
             return Err("database is closed".into());
         };
         // the resync supersedes whatever was acknowledged meanwhile; the record restarts after it
         let generation = match a.record.as_mut() {
-            Some(rec) => Some(rec.rotate(new_tree.version()).map_err(|e| format!("crash record: {e}"))?),
+            Some(rec) => match rec.rotate(root.version) {
+                Ok(g) => Some(g),
+                Err(e) => {
+                    self.tree.write().mark_dirty(batch.iter().map(|(i, _)| *i));
+                    return Err(format!("crash record: {e}"));
+                }
+            },
             None => None,
         };
-        if let Err(e) = store.write_transaction(&batch, new_tree.root()).and_then(|_| store.sync_wal()) {
+        if let Err(e) = store.write_transaction(&batch, &root).and_then(|_| store.sync_wal()) {
+            // RAM already holds the leader's tree: its rows wait to be written again
             self.failed.store(true, Ordering::SeqCst);
+            self.tree.write().mark_dirty(batch.iter().map(|(i, _)| *i));
             return Err(format!("resync store transaction failed: {e}"));
         }
         self.transactions.fetch_add(1, Ordering::SeqCst);
@@ -556,8 +566,7 @@ impl Database {
         if let (Some(g), Some(rec)) = (generation, a.record.as_ref()) {
             let _ = rec.remove_through(g);
         }
-        *tree = new_tree;
-        info!(target: "database", "resync: {} entries written, {} deleted, version {}", batch.len() - deleted.len(), deleted.len(), tree.version());
+        info!(target: "database", "resync: {} entries written, {} deleted, version {}", outcome.written, outcome.deleted.len(), root.version);
         Ok(())
     }
 
