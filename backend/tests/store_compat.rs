@@ -63,7 +63,8 @@ fn our_rows_look_like_the_originals() {
     let conn = rusqlite::Connection::open(&path).unwrap();
     let schema: String = conn.query_row("SELECT sql FROM sqlite_master WHERE name='tree'", [], |r| r.get(0)).unwrap();
     assert!(schema.starts_with("CREATE TABLE tree (\n  inode INTEGER PRIMARY KEY NOT NULL,"), "{schema}");
-    let rows: Vec<(i64, i64, i64, i64, String, Option<Vec<u8>>)> = conn
+    type Row = (i64, i64, i64, i64, String, Option<Vec<u8>>);
+    let rows: Vec<Row> = conn
         .prepare("SELECT inode, parent, version, type, name, data FROM tree ORDER BY inode")
         .unwrap()
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))

@@ -203,7 +203,7 @@ pub fn kvstore_update(data: &[u8]) {
 pub fn ipc_request(data: &[u8]) {
     use pmxcfs_ipc::protocol::{self, Request};
 
-    let vm_exists = |vmid: u32| vmid % 3 != 0;
+    let vm_exists = |vmid: u32| !vmid.is_multiple_of(3);
     let req = protocol::parse_request(data, &vm_exists);
     if data.len() >= protocol::REQUEST_HEADER_SIZE {
         let payload = &data[protocol::REQUEST_HEADER_SIZE..];

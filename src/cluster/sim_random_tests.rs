@@ -104,6 +104,8 @@ enum Status {
 #[derive(Debug, Clone)]
 struct Rec {
     node: u32,
+    /// The operation itself (printed with the record when a check fails).
+    #[allow(dead_code)]
     op: Op,
     /// What a successful apply makes of each path.
     effects: Vec<(String, PathState)>,
