@@ -149,10 +149,6 @@ impl Core {
     /// one change, acknowledged before this returns. Changes made meanwhile stay pending.
     pub fn commit_inode(&self, inode: u64) -> FsResult<()> {
         let _ns = self.namespace.lock();
-        self.commit_inode_locked(inode)
-    }
-
-    fn commit_inode_locked(&self, inode: u64) -> FsResult<()> {
         let Some(take) = self.files.lock().take_for_commit(inode) else { return Ok(()) };
         let path = self.cfg.db.tree().path_of(inode);
         let Some(path) = path else {
@@ -171,9 +167,13 @@ impl Core {
     /// the content stays pending (and in its crash copy) for the next commit point.
     pub fn commit_at_release(&self, inode: u64) {
         if let Err(e) = self.commit_inode(inode) {
-            let path = self.cfg.db.tree().path_of(inode).unwrap_or_else(|| format!("inode {inode}"));
-            warn!(target: "fuse", "commit of '{path}' at close failed: {e} - content kept pending, retried at the next commit point");
+            warn!(target: "fuse", "commit of '{}' at close failed: {e} - content kept pending, retried at the next commit point", self.path_for_log(inode));
         }
+    }
+
+    /// The path of `inode` for a log line (its number once it left the tree).
+    fn path_for_log(&self, inode: u64) -> String {
+        self.cfg.db.tree().path_of(inode).unwrap_or_else(|| format!("inode {inode}"))
     }
 
     /// Commits every pending content (shutdown). Returns the first error.
@@ -182,8 +182,7 @@ impl Core {
         let mut first = Ok(());
         for inode in inodes {
             if let Err(e) = self.commit_inode(inode) {
-                let path = self.cfg.db.tree().path_of(inode).unwrap_or_else(|| format!("inode {inode}"));
-                warn!(target: "fuse", "commit of pending content of '{path}' failed: {e}");
+                warn!(target: "fuse", "commit of pending content of '{}' failed: {e}", self.path_for_log(inode));
                 if first.is_ok() {
                     first = Err(e);
                 }
@@ -196,13 +195,14 @@ impl Core {
     /// open target becomes an orphan its descriptors keep.
     pub fn rename(&self, from: &str, to: &str, noreplace: bool) -> FsResult<()> {
         let _ns = self.namespace.lock();
-        let (src, dst) = {
+        let (src, target) = {
             let t = self.cfg.db.tree();
-            (t.lookup(from).map(|e| e.inode), t.lookup(to).filter(|e| !e.is_dir()).map(|e| e.inode))
+            (t.lookup(from).map(|e| e.inode), t.lookup(to).map(|e| (e.inode, e.is_dir())))
         };
-        if noreplace && self.cfg.db.tree().lookup(to).is_some() {
+        if noreplace && target.is_some() {
             return Err(FsError::Exists);
         }
+        let dst = target.filter(|(_, is_dir)| !is_dir).map(|(i, _)| i);
         let take = src.and_then(|i| self.files.lock().take_for_commit(i));
         if let Some(take) = &take {
             self.submit_take(from, take, Durability::Deferred)?;
@@ -313,8 +313,4 @@ impl PendingCommitter {
         self.0.commit_all()
     }
 
-    /// Bytes of pending content right now.
-    pub fn pending_bytes(&self) -> u64 {
-        self.0.files.lock().pending_bytes()
-    }
 }

@@ -138,13 +138,8 @@ impl CrashCopies {
 /// Reads every crash copy left in `dir` by an earlier run (a damaged one is logged and
 /// skipped, and stays on disk for the administrator).
 pub fn leftovers(dir: &Path) -> Vec<Leftover> {
-    let Ok(list) = std::fs::read_dir(dir) else { return Vec::new() };
     let mut out = Vec::new();
-    for ent in list.flatten() {
-        let path = ent.path();
-        if path.extension().and_then(|e| e.to_str()) != Some("pending") {
-            continue;
-        }
+    for path in copy_files(dir) {
         match read_leftover(&path) {
             Ok(l) => out.push(l),
             Err(why) => warn!(target: "fuse", "ignoring damaged crash copy '{}': {why}", path.display()),
@@ -152,6 +147,12 @@ pub fn leftovers(dir: &Path) -> Vec<Leftover> {
     }
     out.sort_by_key(|l| l.inode);
     out
+}
+
+/// The crash-copy files in `dir` (names only: nothing is read).
+pub fn copy_files(dir: &Path) -> Vec<PathBuf> {
+    let Ok(list) = std::fs::read_dir(dir) else { return Vec::new() };
+    list.flatten().map(|e| e.path()).filter(|p| p.extension().and_then(|e| e.to_str()) == Some("pending")).collect()
 }
 
 fn read_leftover(path: &Path) -> Result<Leftover, String> {

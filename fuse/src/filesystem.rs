@@ -484,16 +484,20 @@ impl Filesystem for PmxcfsFs {
     }
 
     fn release(&mut self, _req: &Request<'_>, _ino: u64, fh: u64, _flags: i32, _lock: Option<u64>, _flush: bool, reply: ReplyEmpty) {
-        let closed = self.core.files.lock().close(fh);
-        let Some((h, last)) = closed else { return reply.ok() };
-        if h.virtual_name.is_some() {
-            return reply.ok();
-        }
-        let dirty_last = last && self.core.files.lock().take_for_commit(h.inode).is_some();
-        if !h.wrote && !dirty_last {
-            self.core.files.lock().forget_if_idle(h.inode);
-            return reply.ok();
-        }
+        let h = {
+            let mut files = self.core.files.lock();
+            let Some((h, last)) = files.close(fh) else { return reply.ok() };
+            if h.virtual_name.is_some() {
+                return reply.ok();
+            }
+            // a commit point only for a handle that wrote, or the last one of a dirty inode
+            let commit = h.wrote || (last && files.is_dirty(h.inode));
+            if !commit {
+                files.forget_if_idle(h.inode);
+                return reply.ok();
+            }
+            h
+        };
         let core = self.core.clone();
         self.core.run_change(move || {
             core.commit_at_release(h.inode);

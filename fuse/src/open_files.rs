@@ -265,6 +265,11 @@ impl OpenFiles {
         }
     }
 
+    /// True when `inode` has something a commit point must write.
+    pub fn is_dirty(&self, inode: u64) -> bool {
+        self.inodes.get(&inode).is_some_and(|s| s.dirty())
+    }
+
     /// What a commit of `inode` must write now (None: nothing pending).
     pub fn take_for_commit(&self, inode: u64) -> Option<CommitTake> {
         let s = self.inodes.get(&inode)?;

@@ -9,7 +9,7 @@ use pmxcfs_backend::path::join;
 use pmxcfs_backend::{ChangeSink, Database, Durability, Op};
 use tracing::{info, warn};
 
-use crate::crash_copy::{leftovers, Leftover};
+use crate::crash_copy::{copy_files, leftovers, Leftover};
 
 /// Where a leftover goes: the path of its inode, or a new file in its old directory.
 fn place(db: &Database, l: &Leftover) -> Option<(String, bool)> {
@@ -57,7 +57,7 @@ pub fn recover_crash_copies(dir: &Path, db: &Database, sink: &dyn ChangeSink) ->
 /// Recovers at once when the sink is writable, else on a thread once it is (cluster mode
 /// waits for quorum), giving up after `wait`.
 pub fn recover_when_writable(dir: std::path::PathBuf, db: std::sync::Arc<Database>, sink: std::sync::Arc<dyn ChangeSink>, wait: Duration) {
-    if leftovers(&dir).is_empty() {
+    if copy_files(&dir).is_empty() {
         return;
     }
     if sink.quorate() {
