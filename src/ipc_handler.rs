@@ -12,8 +12,8 @@ use pmxcfs_ipc::protocol::token_cfg_contains;
 use pmxcfs_ipc::{Client, IpcError, IpcHandler};
 use tracing::warn;
 
-use crate::cluster::kvstore::{update_payload, KvstoreApp};
-use crate::status::Status;
+use pmxcfs_cluster::kvstore::{update_payload, KvstoreApp};
+use pmxcfs_status::node::Status;
 use crate::status_files::StatusFiles;
 
 /// Entries GET_CLUSTER_LOG returns when the client asks for 0.

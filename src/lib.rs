@@ -1,8 +1,8 @@
 //! pmxcfs-ng daemon library: the modules behind the `pmxcfs` binary (CLI, logging,
-//! daemonizing, wiring, status and virtual files, cluster mode, offline tools).
+//! daemonizing, wiring, IPC handler, virtual files, offline tools). Cluster mode lives in
+//! the `pmxcfs-cluster` crate, the node's status in `pmxcfs-status`.
 
 pub mod cli;
-pub mod cluster;
 pub mod daemonize;
 pub mod instance_lock;
 pub mod ipc_handler;
@@ -12,5 +12,4 @@ pub mod paths;
 pub mod run;
 pub mod sd_notify;
 pub mod stats;
-pub mod status;
 pub mod status_files;

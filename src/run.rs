@@ -13,8 +13,8 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use tracing::{error, info, warn};
 
 use crate::cli::Cli;
-use crate::cluster::corosync_conf;
-use crate::cluster::services::{ClusterOptions, ClusterServices};
+use pmxcfs_cluster::corosync_conf;
+use pmxcfs_cluster::services::{ClusterOptions, ClusterServices};
 use crate::daemonize::{self, ReadySignal};
 use crate::instance_lock;
 use crate::ipc_handler::DaemonIpc;
@@ -23,7 +23,7 @@ use crate::logging;
 use crate::paths::Paths;
 use crate::sd_notify;
 use crate::stats;
-use crate::status::Status;
+use pmxcfs_status::node::Status;
 use crate::status_files::StatusFiles;
 
 /// Exit status of error paths (the original's `exit(-1)`).

@@ -7,7 +7,7 @@ use pmxcfs_backend::Database;
 use pmxcfs_fuse::VirtualFiles;
 
 use crate::logging::LogControl;
-use crate::status::Status;
+use pmxcfs_status::node::Status;
 
 /// Entries `.clusterlog` shows (the original's default).
 const CLUSTERLOG_MAX: u32 = 50;

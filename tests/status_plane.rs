@@ -380,8 +380,8 @@ fn simulated_cluster_log_wraps_dedups_and_merges_entries_of_three_nodes() {
 
     use pmxcfs_dfsm::sim::Sim;
     use pmxcfs_dfsm::Mode;
-    use pmxcfs_ng::cluster::kvstore::KvstoreApp;
-    use pmxcfs_ng::status::{ClusterInfo, ClusterNode, Status};
+    use pmxcfs_cluster::kvstore::KvstoreApp;
+    use pmxcfs_status::node::{ClusterInfo, ClusterNode, Status};
     use pmxcfs_status::clusterlog::CLOG_DEFAULT_SIZE;
 
     const LOG: u16 = 3;

@@ -4,6 +4,8 @@
 //!   dump, LOG-message entries and the merge of member logs on kvstore sync;
 //! * [`kvstore`]: per-node key/value status tables, `nodeip`, `GET_STATUS` lookups and the
 //!   kvstore part of `.version`;
+//! * [`node`]: the node's [`node::Status`] behind one mutex (quorum, cluster info,
+//!   `.members`), shared by the virtual files, IPC and the kvstore group;
 //! * [`requests`]: the IPC request payloads of the status calls;
 //! * [`rrd`]: RRD status keys, the `.rrd` dump with its 2-second cache, RRD file definitions
 //!   and the updater that talks to rrdcached or runs `rrdtool`.
@@ -14,6 +16,7 @@
 
 pub mod clusterlog;
 pub mod kvstore;
+pub mod node;
 pub mod requests;
 pub mod rrd;
 

@@ -10,7 +10,7 @@ use pmxcfs_dfsm::transport::{GroupRunner, SendError};
 use pmxcfs_dfsm::wire::dcdb::DcdbSubtype;
 use tracing::warn;
 
-use super::dcdb::{encode_op, encode_unlock, DcdbApp};
+use crate::dcdb::{encode_op, encode_unlock, DcdbApp};
 
 /// Sends changes through the `pve_dcdb_v1` group.
 pub struct ClusterSink {

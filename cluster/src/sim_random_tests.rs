@@ -51,7 +51,7 @@ use pmxcfs_backend::{Content, Database, DatabaseOptions, Op};
 use pmxcfs_dfsm::sim::Sim;
 use pmxcfs_dfsm::{Mode, Outcome};
 
-use super::dcdb::{encode_op, DcdbApp};
+use crate::dcdb::{encode_op, DcdbApp};
 
 const MAX_STEPS: usize = 2_000_000;
 const DIRS: usize = 3;

@@ -13,7 +13,7 @@ use pmxcfs_status::clusterlog::LogEntry;
 use pmxcfs_status::kvstore::{decode_update, encode_update};
 use tracing::{debug, warn};
 
-use crate::status::Status;
+use pmxcfs_status::node::Status;
 
 /// The replicated status.
 pub struct KvstoreApp {

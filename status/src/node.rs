@@ -1,16 +1,16 @@
 //! The node's status besides the file tree: start time, quorum, cluster info (from cmap),
-//! the cluster log ring and the kv/RRD tables (crate `pmxcfs-status`), behind one mutex like
-//! the original's `status.c`. Shared by the virtual files, IPC and the kvstore group.
+//! the cluster log ring and the kv/RRD tables, behind one mutex like the original's
+//! `status.c`. Shared by the virtual files, IPC and the kvstore group.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use pmxcfs_status::clusterlog::ClusterLog;
-use pmxcfs_status::kvstore::KvSet;
-use pmxcfs_status::rrd::{RrdTool, RrdUpdatePlan, RrdUpdater};
-use pmxcfs_status::{SetOutcome, StatusStore};
+use crate::clusterlog::ClusterLog;
+use crate::kvstore::KvSet;
+use crate::rrd::{RrdTool, RrdUpdatePlan, RrdUpdater};
+use crate::{SetOutcome, StatusStore};
 use tracing::warn;
 
 /// syslog priority `LOG_INFO`.
@@ -97,7 +97,7 @@ pub struct Status {
 }
 
 fn now() -> i64 {
-    pmxcfs_backend::now_secs() as i64
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as u32 as i64).unwrap_or(0)
 }
 
 impl Status {

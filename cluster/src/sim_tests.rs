@@ -8,7 +8,7 @@ use pmxcfs_backend::{Database, DatabaseOptions, Op};
 use pmxcfs_dfsm::sim::Sim;
 use pmxcfs_dfsm::{Mode, Outcome};
 
-use super::dcdb::{encode_op, DcdbApp};
+use crate::dcdb::{encode_op, DcdbApp};
 
 const MAX: usize = 200_000;
 
@@ -123,7 +123,7 @@ fn unlock_request_removes_only_an_expired_lock() {
     }
     s.run(MAX);
     let csum = b.db.tree().lock_csum("priv/lock/job").unwrap();
-    let payload = super::dcdb::encode_unlock("priv/lock/job", csum);
+    let payload = crate::dcdb::encode_unlock("priv/lock/job", csum);
     s.request(2, pmxcfs_dfsm::wire::dcdb::DcdbSubtype::UnlockRequest as u16, &payload, false);
     s.run(MAX);
     assert!(a.db.tree().lookup("priv/lock/job").is_some(), "a fresh lock stays");
@@ -143,8 +143,8 @@ mod kvstore_group {
     use pmxcfs_dfsm::sim::Sim;
     use pmxcfs_dfsm::Mode;
 
-    use crate::cluster::kvstore::{update_payload, KvstoreApp};
-    use crate::status::{ClusterInfo, ClusterNode, Status};
+    use crate::kvstore::{update_payload, KvstoreApp};
+    use pmxcfs_status::node::{ClusterInfo, ClusterNode, Status};
 
     fn status(name: &str) -> Arc<Status> {
         let s = Arc::new(Status::new(name, Path::new("/nonexistent-rrd"), None, 1_795_000_000));

@@ -11,11 +11,11 @@ use pmxcfs_backend::Database;
 use pmxcfs_dfsm::transport::{CmapTracker, GroupConfig, GroupRunner, QuorumTracker};
 use tracing::{info, warn};
 
-use super::dcdb::DcdbApp;
-use super::kvstore::KvstoreApp;
-use super::sink::ClusterSink;
-use super::corosync_conf;
-use crate::status::{ClusterInfo, ClusterNode, Status};
+use crate::dcdb::DcdbApp;
+use crate::kvstore::KvstoreApp;
+use crate::sink::ClusterSink;
+use crate::corosync_conf;
+use pmxcfs_status::node::{ClusterInfo, ClusterNode, Status};
 
 /// The running cluster services.
 pub struct ClusterServices {
