@@ -380,7 +380,7 @@ fn simulated_cluster_log_wraps_dedups_and_merges_entries_of_three_nodes() {
 
     use pmxcfs_dfsm::sim::Sim;
     use pmxcfs_dfsm::Mode;
-    use pmxcfs_cluster::kvstore::KvstoreApp;
+    use pmxcfs_cluster::kvstore::{KvstoreApp, KvstoreHost};
     use pmxcfs_status::node::{ClusterInfo, ClusterNode, Status};
     use pmxcfs_status::clusterlog::CLOG_DEFAULT_SIZE;
 
@@ -397,7 +397,7 @@ fn simulated_cluster_log_wraps_dedups_and_merges_entries_of_three_nodes() {
     let mut st: Vec<Arc<Status>> = (1..=3).map(status).collect();
     let mut s = Sim::new(11, 0, None);
     for i in 1..=3u32 {
-        s.start(i, 500 + i, KvstoreApp::new(st[i as usize - 1].clone(), format!("10.0.0.{i}")));
+        s.start_hosted(i, 500 + i, KvstoreApp::new(st[i as usize - 1].clone(), format!("10.0.0.{i}")), Box::new(KvstoreHost { status: st[i as usize - 1].clone() }));
     }
     s.run(300_000);
     assert!((1..=3).all(|i| s.mode(i) == Some(Mode::Synced)));
@@ -441,7 +441,7 @@ fn simulated_cluster_log_wraps_dedups_and_merges_entries_of_three_nodes() {
     s.stop(2);
     s.run(300_000);
     st[1] = status(2);
-    s.start(2, 600, KvstoreApp::new(st[1].clone(), "10.0.0.2".into()));
+    s.start_hosted(2, 600, KvstoreApp::new(st[1].clone(), "10.0.0.2".into()), Box::new(KvstoreHost { status: st[1].clone() }));
     s.run(400_000);
     assert!((1..=3).all(|i| s.mode(i) == Some(Mode::Synced)));
     let logs: Vec<Vec<_>> = st.iter().map(|x| x.tables.lock().clusterlog.entries()).collect();

@@ -516,57 +516,78 @@ impl Database {
         self.make_durable()
     }
 
-    /// Replaces the tree after a cluster resync: keeps the entries the leader's index lists,
-    /// applies the leader's `updates`, checks that the result's index is byte-identical to
-    /// `leader_index`, and writes it all in ONE durable store transaction. On any failure
-    /// nothing changes.
-    pub fn apply_resync(&self, leader_index: &[u8], keep: &std::collections::HashSet<u64>, updates: Vec<crate::entry::Entry>) -> Result<(), String> {
-        self.acknowledge().and_then(|_| self.flush_to_store(true)).map_err(|e| format!("store transaction before resync failed: {e}"))?;
-        let _ = keep; // the plan derives what is kept from the leader's index itself
+    /// Replaces the tree in RAM after a cluster resync: keeps the entries the leader's index
+    /// lists, applies the leader's `updates` and checks that the result's index is
+    /// byte-identical to `leader_index`. On any failure nothing changes. No I/O: the changed
+    /// rows stay dirty until [`Database::persist_resync`] writes them.
+    pub fn resync_tree(&self, leader_index: &[u8], updates: Vec<Entry>) -> Result<(), String> {
+        if self.failed() || self.closed.load(Ordering::SeqCst) {
+            return Err("database is in error state".into());
+        }
         // checked in full under the READ lock: readers go on meanwhile; O(K) + one index pass
         let plan = self.tree.read().plan_resync(leader_index, updates)?;
-        let mut p = self.persisted.lock();
-        let mut a = self.acked.lock();
-        // applied in place under the write lock (re-planned there if the tree moved on); the
-        // lock is released before any store I/O, so readers never wait for the fdatasync
-        let (outcome, batch, root) = {
-            let mut tree = self.tree.write();
-            let outcome = tree.apply_resync(plan, leader_index, now_secs())?;
-            (outcome, tree.take_dirty(), tree.root().clone())
-        };
+        // applied in place under the write lock (re-planned there if the tree moved on)
+        let outcome = self.tree.write().apply_resync(plan, leader_index, now_secs())?;
         for (vmid, kept, ignored) in &outcome.duplicate_vmids {
             warn!(target: "database", "detected duplicate VMID {vmid}: '{kept}' and '{ignored}' (using the first)");
         }
+        info!(target: "database", "resync: {} entries written, {} deleted, version {}", outcome.written, outcome.deleted.len(), self.tree.read().version());
+        Ok(())
+    }
+
+    /// Writes the tree after [`Database::resync_tree`] — its changed rows with everything
+    /// acknowledged before — as ONE store transaction and makes it durable; the crash record
+    /// restarts after it. The tree's write lock is held only to take the rows, never during
+    /// the store I/O. A failure stops the database for good ([`Database::failed`]).
+    pub fn persist_resync(&self) -> Result<(), String> {
+        let mut p = self.persisted.lock();
+        let p = &mut *p;
+        let mut a = self.acked.lock();
+        let (batch, root) = {
+            let mut tree = self.tree.write();
+            (tree.take_dirty(), tree.root().clone())
+        };
+        // rows acknowledged before the resync go into the same transaction; newer rows win
+        let mut rows = std::mem::take(&mut a.rows);
+        rows.extend(batch);
+        let since = a.since.take();
+        a.root = None;
+        a.flush_now = false;
+        let put_back = |a: &mut Acknowledged, rows: BTreeMap<u64, Option<Entry>>| {
+            a.merge_back(rows, Some(root.clone()), since);
+        };
         let Some(store) = p.store.as_mut() else {
-            self.tree.write().mark_dirty(batch.iter().map(|(i, _)| *i));
+            put_back(&mut a, rows);
             return Err("database is closed".into());
         };
-        // the resync supersedes whatever was acknowledged meanwhile; the record restarts after it
         let generation = match a.record.as_mut() {
             Some(rec) => match rec.rotate(root.version) {
                 Ok(g) => Some(g),
                 Err(e) => {
-                    self.tree.write().mark_dirty(batch.iter().map(|(i, _)| *i));
+                    put_back(&mut a, rows);
                     return Err(format!("crash record: {e}"));
                 }
             },
             None => None,
         };
+        let batch: Vec<(u64, Option<Entry>)> = rows.iter().map(|(i, e)| (*i, e.clone())).collect();
         if let Err(e) = store.write_transaction(&batch, &root).and_then(|_| store.sync_wal()) {
             // RAM already holds the leader's tree: its rows wait to be written again
             self.failed.store(true, Ordering::SeqCst);
-            self.tree.write().mark_dirty(batch.iter().map(|(i, _)| *i));
+            put_back(&mut a, rows);
             return Err(format!("resync store transaction failed: {e}"));
         }
         self.transactions.fetch_add(1, Ordering::SeqCst);
         self.wal_syncs.fetch_add(1, Ordering::SeqCst);
-        a.rows.clear();
-        a.root = None;
-        a.since = None;
-        if let (Some(g), Some(rec)) = (generation, a.record.as_ref()) {
+        // the fdatasync also covered earlier store transactions that were not yet durable
+        p.unsynced.clear();
+        p.unsynced_root = None;
+        p.unsynced_since = None;
+        let covered = generation.max(p.covered_generation.take());
+        if let (Some(g), Some(rec)) = (covered, a.record.as_ref()) {
             let _ = rec.remove_through(g);
         }
-        info!(target: "database", "resync: {} entries written, {} deleted, version {}", outcome.written, outcome.deleted.len(), root.version);
+        debug!(target: "database", "resync store transaction version {} ({} rows)", root.version, batch.len());
         Ok(())
     }
 

@@ -4,9 +4,15 @@
 //! path local mode uses — with writer = sender nodeid and mtime = the sender's clock. On a
 //! membership change the tree's memdb index is the DFSM state; the data leader (highest
 //! version, then mtime, then lowest member) sends the entries others lack, and followers
-//! commit them in one transaction only if the rebuilt index equals the leader's byte for byte.
+//! take them only if the rebuilt index equals the leader's byte for byte.
+//!
+//! A step changes only the tree in RAM (the truth, and the order of changes must be the
+//! delivery order); what needs I/O is queued as a [`DcdbEffect`] and done by [`DcdbHost`]
+//! after the step: acknowledgements (crash record, store), the resync's store transaction,
+//! the host's corosync.conf.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -14,21 +20,65 @@ use pmxcfs_backend::{path as tree_path, Content, Database, Durability, Entry, Op
 use pmxcfs_dfsm::wire::dcdb::{DcdbMessage, DcdbSubtype, FuseOp, Unlock};
 use pmxcfs_dfsm::wire::index::MemdbIndex;
 use pmxcfs_dfsm::wire::update::{InodeRecord, DT_DIR};
-use pmxcfs_dfsm::{AppError, Application, Context, Delivered, MemberId, NormalMessage, SyncMember};
+use pmxcfs_dfsm::{AppError, Application, Context, Delivered, EffectHost, MemberId, NormalMessage, SyncMember};
 use tracing::{info, warn};
 
-/// Hook run after a successful change of `corosync.conf` (writes the host copy).
-pub type CorosyncConfHook = Box<dyn Fn(&Database, bool) + Send>;
+use crate::corosync_conf;
+
+/// What a dcdb step leaves for the host, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DcdbEffect {
+    /// Acknowledge every change applied so far ([`Database::acknowledge`]): an UNLOCK.
+    Acknowledge,
+    /// A resync replaced the tree in RAM: write it as one durable store transaction
+    /// ([`Database::persist_resync`]).
+    PersistResync,
+    /// The tree's corosync.conf may have changed: bring the host's copy in step
+    /// ([`corosync_conf::sync`]).
+    SyncCorosyncConf,
+}
 
 /// The replicated file tree.
 pub struct DcdbApp {
     db: Arc<Database>,
     quorate: Arc<AtomicBool>,
-    corosync_conf_hook: Option<CorosyncConfHook>,
+    /// Effects of the current step, taken by the host after it.
+    effects: Vec<DcdbEffect>,
     /// Leader's index of the current sync round.
     leader_index: Option<Vec<u8>>,
     /// Entries received from the leader in this round.
     updates: Vec<Entry>,
+}
+
+/// Performs [`DcdbEffect`]s after each step (on the group's thread).
+pub struct DcdbHost {
+    pub db: Arc<Database>,
+    /// The host's corosync.conf; None = not kept in step (simulations).
+    pub host_corosync_conf: Option<PathBuf>,
+}
+
+impl EffectHost<DcdbEffect> for DcdbHost {
+    fn perform(&mut self, effects: Vec<DcdbEffect>) -> Result<(), AppError> {
+        for effect in effects {
+            match effect {
+                DcdbEffect::Acknowledge => {
+                    if let Err(e) = self.db.acknowledge() {
+                        warn!(target: "dcdb", "unable to acknowledge: {e}");
+                    }
+                }
+                DcdbEffect::PersistResync => self.db.persist_resync().map_err(|e| {
+                    warn!(target: "dcdb", "commit failed: {e}");
+                    AppError::Leave(e)
+                })?,
+                DcdbEffect::SyncCorosyncConf => {
+                    if let Some(host) = &self.host_corosync_conf {
+                        corosync_conf::sync(&self.db, host);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 fn leave(why: impl Into<String>) -> Delivered {
@@ -105,8 +155,8 @@ fn select_leader(indexes: &[MemdbIndex]) -> usize {
 }
 
 impl DcdbApp {
-    pub fn new(db: Arc<Database>, quorate: Arc<AtomicBool>, corosync_conf_hook: Option<CorosyncConfHook>) -> DcdbApp {
-        DcdbApp { db, quorate, corosync_conf_hook, leader_index: None, updates: Vec::new() }
+    pub fn new(db: Arc<Database>, quorate: Arc<AtomicBool>) -> DcdbApp {
+        DcdbApp { db, quorate, effects: Vec::new(), leader_index: None, updates: Vec::new() }
     }
 
     fn apply_fuse(&mut self, local: MemberId, subtype: DcdbSubtype, f: &FuseOp<'_>, msg: &NormalMessage<'_>) -> Delivered {
@@ -149,9 +199,7 @@ impl DcdbApp {
             _ => false,
         };
         if result >= 0 && touches_conf {
-            if let Some(hook) = &self.corosync_conf_hook {
-                hook(&self.db, true);
-            }
+            self.effects.push(DcdbEffect::SyncCorosyncConf);
         }
         Delivered::ok(result)
     }
@@ -173,8 +221,12 @@ impl DcdbApp {
             return Delivered::ok(0);
         }
         let stamp = Stamp { writer: msg.sender.nodeid, mtime: msg.time };
-        let result = match self.db.apply(&Op::Unlock { path, csum: u.csum }, stamp, Durability::Commit) {
-            Ok(_) => 0,
+        // acknowledged by the host right after this step
+        let result = match self.db.apply(&Op::Unlock { path, csum: u.csum }, stamp, Durability::Deferred) {
+            Ok(_) => {
+                self.effects.push(DcdbEffect::Acknowledge);
+                0
+            }
             Err(e) => -e.errno(),
         };
         Delivered::ok(result)
@@ -182,6 +234,12 @@ impl DcdbApp {
 }
 
 impl Application for DcdbApp {
+    type Effect = DcdbEffect;
+
+    fn take_effects(&mut self) -> Vec<DcdbEffect> {
+        std::mem::take(&mut self.effects)
+    }
+
     fn deliver(&mut self, ctx: &mut Context<'_>, msg: &NormalMessage<'_>) -> Delivered {
         if !self.quorate.load(Ordering::SeqCst) {
             warn!(target: "dcdb", "received message while not quorate - leaving");
@@ -268,19 +326,17 @@ impl Application for DcdbApp {
         Ok(())
     }
 
-    fn commit(&mut self, _ctx: &mut Context<'_>, _members: &[SyncMember]) -> Result<(), AppError> {
+    fn finish_resync(&mut self, _ctx: &mut Context<'_>, _members: &[SyncMember]) -> Result<(), AppError> {
         let leader = self.leader_index.take().ok_or_else(|| AppError::Leave("commit without leader state".into()))?;
-        let idx = MemdbIndex::decode(&leader).map_err(|e| AppError::Leave(e.to_string()))?;
-        let keep: HashSet<u64> = idx.entries.iter().map(|e| e.inode).collect();
+        MemdbIndex::decode(&leader).map_err(|e| AppError::Leave(e.to_string()))?;
         let updates = std::mem::take(&mut self.updates);
         info!(target: "dcdb", "update complete - trying to commit (got {} inode updates)", updates.len());
-        self.db.apply_resync(&leader, &keep, updates).map_err(|e| {
+        self.db.resync_tree(&leader, updates).map_err(|e| {
             warn!(target: "dcdb", "commit failed: {e}");
             AppError::Leave(e)
         })?;
-        if let Some(hook) = &self.corosync_conf_hook {
-            hook(&self.db, false);
-        }
+        self.effects.push(DcdbEffect::PersistResync);
+        self.effects.push(DcdbEffect::SyncCorosyncConf);
         Ok(())
     }
 

@@ -4,27 +4,52 @@
 //! State = the cluster-log ring; on sync every member is synced at once after merging all
 //! logs, then re-publishes its local kv entries; entering SYNCED stores and publishes `nodeip`. A
 //! node's own messages are ignored on delivery (they were applied before sending).
+//! A step changes the tables in RAM; RRD file updates are [`KvstoreEffect`]s done by
+//! [`KvstoreHost`] after it.
 
 use std::sync::Arc;
 
 use pmxcfs_dfsm::wire::kvstore::{KVSTORE_MESSAGE_LOG as SUBTYPE_LOG, KVSTORE_MESSAGE_UPDATE as SUBTYPE_UPDATE};
-use pmxcfs_dfsm::{AppError, Application, Context, Delivered, MemberId, NormalMessage, SyncMember};
+use pmxcfs_dfsm::{AppError, Application, Context, Delivered, EffectHost, MemberId, NormalMessage, SyncMember};
 use pmxcfs_status::clusterlog::LogEntry;
 use pmxcfs_status::kvstore::{decode_update, encode_update};
+use pmxcfs_status::node::Status;
+use pmxcfs_status::rrd::RrdUpdatePlan;
 use tracing::{debug, warn};
 
-use pmxcfs_status::node::Status;
+/// What a kvstore step leaves for the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KvstoreEffect {
+    /// An RRD value from another node: update its RRD file ([`Status::update_rrd`]).
+    UpdateRrd(RrdUpdatePlan),
+}
 
 /// The replicated status.
 pub struct KvstoreApp {
     status: Arc<Status>,
     /// This node's IP, published as `nodeip` when no local value was set.
     local_ip: String,
+    /// Effects of the current step, taken by the host after it.
+    effects: Vec<KvstoreEffect>,
 }
 
 impl KvstoreApp {
     pub fn new(status: Arc<Status>, local_ip: String) -> KvstoreApp {
-        KvstoreApp { status, local_ip }
+        KvstoreApp { status, local_ip, effects: Vec::new() }
+    }
+}
+
+/// Performs [`KvstoreEffect`]s after each step (on the group's thread).
+pub struct KvstoreHost {
+    pub status: Arc<Status>,
+}
+
+impl EffectHost<KvstoreEffect> for KvstoreHost {
+    fn perform(&mut self, effects: Vec<KvstoreEffect>) -> Result<(), AppError> {
+        for KvstoreEffect::UpdateRrd(plan) in effects {
+            self.status.update_rrd(&plan);
+        }
+        Ok(())
     }
 }
 
@@ -34,13 +59,23 @@ pub fn update_payload(key: &str, data: &[u8]) -> Option<Vec<u8>> {
 }
 
 impl Application for KvstoreApp {
+    type Effect = KvstoreEffect;
+
+    fn take_effects(&mut self) -> Vec<KvstoreEffect> {
+        std::mem::take(&mut self.effects)
+    }
+
     fn deliver(&mut self, ctx: &mut Context<'_>, msg: &NormalMessage<'_>) -> Delivered {
         if msg.sender == ctx.local() {
             return Delivered::ok(0);
         }
         match msg.subtype {
             SUBTYPE_UPDATE => match decode_update(msg.payload) {
-                Ok((key, data)) => self.status.set_remote(msg.sender.nodeid, key, data),
+                Ok((key, data)) => {
+                    if let Some(plan) = self.status.store_remote(msg.sender.nodeid, key, data) {
+                        self.effects.push(KvstoreEffect::UpdateRrd(plan));
+                    }
+                }
                 Err(e) => warn!(target: "status", "unable to parse kvstore update from {}: {e}", msg.sender),
             },
             SUBTYPE_LOG => match LogEntry::decode(msg.payload) {
@@ -88,7 +123,7 @@ impl Application for KvstoreApp {
         Err(AppError::Leave(format!("unexpected kvstore UPDATE from {sender}")))
     }
 
-    fn commit(&mut self, _ctx: &mut Context<'_>, _members: &[SyncMember]) -> Result<(), AppError> {
+    fn finish_resync(&mut self, _ctx: &mut Context<'_>, _members: &[SyncMember]) -> Result<(), AppError> {
         Ok(())
     }
 

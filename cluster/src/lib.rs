@@ -9,6 +9,8 @@
 
 pub mod corosync_conf;
 pub mod dcdb;
+#[cfg(test)]
+mod effects_tests;
 pub mod kvstore;
 pub mod services;
 #[cfg(test)]

@@ -11,8 +11,8 @@ use pmxcfs_backend::Database;
 use pmxcfs_dfsm::transport::{CmapTracker, GroupConfig, GroupRunner, QuorumTracker};
 use tracing::{info, warn};
 
-use crate::dcdb::DcdbApp;
-use crate::kvstore::KvstoreApp;
+use crate::dcdb::{DcdbApp, DcdbHost};
+use crate::kvstore::{KvstoreApp, KvstoreHost};
 use crate::sink::ClusterSink;
 use crate::corosync_conf;
 use pmxcfs_status::node::{ClusterInfo, ClusterNode, Status};
@@ -60,18 +60,15 @@ impl ClusterServices {
             });
             info!(target: "status", "update cluster info (cluster name  {}, version = {})", info.cluster_name, info.config_version);
         })))?;
-        let host_conf = opts.host_corosync_conf.clone();
-        let hook = Box::new(move |db: &Database, _local: bool| {
-            corosync_conf::sync(db, &host_conf);
-        });
         corosync_conf::sync(&db, &opts.host_corosync_conf);
         let dcdb_cfg = GroupConfig { verify_interval: Some(opts.verify_interval), ..GroupConfig::dcdb() };
-        let dcdb = GroupRunner::spawn(dcdb_cfg, DcdbApp::new(db.clone(), quorate.clone(), Some(hook)))?;
+        let dcdb_host = DcdbHost { db: db.clone(), host_corosync_conf: Some(opts.host_corosync_conf.clone()) };
+        let dcdb = GroupRunner::spawn(dcdb_cfg, DcdbApp::new(db.clone(), quorate.clone()), dcdb_host)?;
         let ip = opts.node_ip.clone().or_else(|| lookup_node_ip(&status.nodename)).unwrap_or_else(|| {
             warn!(target: "main", "unable to resolve node name '{}' to a non-loopback IP address - not publishing nodeip", status.nodename);
             String::new()
         });
-        let kvstore = GroupRunner::spawn(GroupConfig::kvstore(), KvstoreApp::new(status, ip))?;
+        let kvstore = GroupRunner::spawn(GroupConfig::kvstore(), KvstoreApp::new(status.clone(), ip), KvstoreHost { status })?;
         Ok(ClusterServices { sink: Arc::new(ClusterSink { db, dcdb, quorate }), kvstore, quorum, cmap })
     }
 

@@ -51,7 +51,7 @@ use pmxcfs_backend::{Content, Database, DatabaseOptions, Op};
 use pmxcfs_dfsm::sim::Sim;
 use pmxcfs_dfsm::{Mode, Outcome};
 
-use crate::dcdb::{encode_op, DcdbApp};
+use crate::dcdb::{encode_op, DcdbApp, DcdbHost};
 
 const MAX_STEPS: usize = 2_000_000;
 const DIRS: usize = 3;
@@ -212,10 +212,11 @@ impl Harness {
 
     fn start_process(&mut self, i: usize) {
         let s = &mut self.nodes[i];
-        let app = DcdbApp::new(s.db.clone().unwrap(), s.quorate.clone(), None);
+        let db = s.db.clone().unwrap();
+        let app = DcdbApp::new(db.clone(), s.quorate.clone());
         let pid = 1000 * (s.generation + 1) + s.id;
         s.generation += 1;
-        self.sim.start(s.id, pid, app);
+        self.sim.start_hosted(s.id, pid, app, Box::new(DcdbHost { db, host_corosync_conf: None }));
     }
 
     /// Quorum per component: running members form a majority of all nodes.

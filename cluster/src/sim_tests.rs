@@ -8,7 +8,7 @@ use pmxcfs_backend::{Database, DatabaseOptions, Op};
 use pmxcfs_dfsm::sim::Sim;
 use pmxcfs_dfsm::{Mode, Outcome};
 
-use crate::dcdb::{encode_op, DcdbApp};
+use crate::dcdb::{encode_op, DcdbApp, DcdbHost};
 
 const MAX: usize = 200_000;
 
@@ -24,7 +24,12 @@ fn node() -> Node {
 }
 
 fn app(n: &Node) -> DcdbApp {
-    DcdbApp::new(n.db.clone(), Arc::new(AtomicBool::new(true)), None)
+    DcdbApp::new(n.db.clone(), Arc::new(AtomicBool::new(true)))
+}
+
+/// Starts node `nodeid` on `s` with its effects performed after each step, as the daemon does.
+fn start(s: &mut Sim<DcdbApp>, nodeid: u32, pid: u32, n: &Node) {
+    s.start_hosted(nodeid, pid, app(n), Box::new(DcdbHost { db: n.db.clone(), host_corosync_conf: None }));
 }
 
 fn send(s: &mut Sim<DcdbApp>, node: u32, op: Op) -> u64 {
@@ -49,9 +54,9 @@ fn assert_converged(s: &Sim<DcdbApp>, nodes: &[&Node]) {
 fn three_nodes_apply_the_same_changes_and_persist_identical_trees() {
     let (a, b, c) = (node(), node(), node());
     let mut s = Sim::new(7, 1, None);
-    s.start(1, 101, app(&a));
-    s.start(2, 102, app(&b));
-    s.start(3, 103, app(&c));
+    start(&mut s, 1, 101, &a);
+    start(&mut s, 2, 102, &b);
+    start(&mut s, 3, 103, &c);
     s.run(MAX);
     let m = send(&mut s, 1, Op::Mkdir { path: "testdir".into() });
     s.run(MAX);
@@ -74,9 +79,9 @@ fn three_nodes_apply_the_same_changes_and_persist_identical_trees() {
 fn partitioned_node_is_resynced_from_the_leader_after_heal() {
     let (a, b, c) = (node(), node(), node());
     let mut s = Sim::new(11, 1, None);
-    s.start(1, 101, app(&a));
-    s.start(2, 102, app(&b));
-    s.start(3, 103, app(&c));
+    start(&mut s, 1, 101, &a);
+    start(&mut s, 2, 102, &b);
+    start(&mut s, 3, 103, &c);
     s.run(MAX);
     send(&mut s, 1, Op::Mkdir { path: "d".into() });
     send(&mut s, 1, Op::Create { path: "d/old".into() });
@@ -99,13 +104,13 @@ fn partitioned_node_is_resynced_from_the_leader_after_heal() {
 fn restarted_node_with_an_older_database_catches_up() {
     let (a, b) = (node(), node());
     let mut s = Sim::new(3, 1, None);
-    s.start(1, 101, app(&a));
+    start(&mut s, 1, 101, &a);
     s.run(MAX);
     for i in 0..20 {
         send(&mut s, 1, Op::Create { path: format!("f{i}") });
     }
     s.run(MAX);
-    s.start(2, 102, app(&b));
+    start(&mut s, 2, 102, &b);
     s.run(MAX);
     assert_eq!(b.db.tree().len(), 21);
     assert_converged(&s, &[&a, &b]);
@@ -115,8 +120,8 @@ fn restarted_node_with_an_older_database_catches_up() {
 fn unlock_request_removes_only_an_expired_lock() {
     let (a, b) = (node(), node());
     let mut s = Sim::new(5, 1, None);
-    s.start(1, 101, app(&a));
-    s.start(2, 102, app(&b));
+    start(&mut s, 1, 101, &a);
+    start(&mut s, 2, 102, &b);
     s.run(MAX);
     for p in ["priv", "priv/lock", "priv/lock/job"] {
         send(&mut s, 1, Op::Mkdir { path: p.into() });
@@ -143,7 +148,7 @@ mod kvstore_group {
     use pmxcfs_dfsm::sim::Sim;
     use pmxcfs_dfsm::Mode;
 
-    use crate::kvstore::{update_payload, KvstoreApp};
+    use crate::kvstore::{update_payload, KvstoreApp, KvstoreHost};
     use pmxcfs_status::node::{ClusterInfo, ClusterNode, Status};
 
     fn status(name: &str) -> Arc<Status> {
@@ -161,7 +166,7 @@ mod kvstore_group {
         let st: Vec<Arc<Status>> = (1..=3).map(|i| status(&format!("node{i}"))).collect();
         let mut s = Sim::new(9, 0, None);
         for i in 0..3u32 {
-            s.start(i + 1, 200 + i, KvstoreApp::new(st[i as usize].clone(), format!("10.0.0.{}", i + 1)));
+            s.start_hosted(i + 1, 200 + i, KvstoreApp::new(st[i as usize].clone(), format!("10.0.0.{}", i + 1)), Box::new(KvstoreHost { status: st[i as usize].clone() }));
         }
         s.run(200_000);
         for i in 1..=3 {
@@ -185,10 +190,10 @@ mod kvstore_group {
     fn a_restarted_node_gets_the_merged_cluster_log() {
         let st: Vec<Arc<Status>> = (1..=2).map(|i| status(&format!("node{i}"))).collect();
         let mut s = Sim::new(4, 0, None);
-        s.start(1, 300, KvstoreApp::new(st[0].clone(), "10.0.0.1".into()));
+        s.start_hosted(1, 300, KvstoreApp::new(st[0].clone(), "10.0.0.1".into()), Box::new(KvstoreHost { status: st[0].clone() }));
         s.run(100_000);
         st[0].tables.lock().clusterlog.add(b"node1", b"root", b"t", 1, 1_795_000_200, 6, b"before node2 came").unwrap();
-        s.start(2, 301, KvstoreApp::new(st[1].clone(), "10.0.0.2".into()));
+        s.start_hosted(2, 301, KvstoreApp::new(st[1].clone(), "10.0.0.2".into()), Box::new(KvstoreHost { status: st[1].clone() }));
         s.run(200_000);
         let log = String::from_utf8(st[1].tables.lock().clusterlog.dump_json(None, 50)).unwrap();
         assert!(log.contains("before node2 came"), "{log}");

@@ -1,10 +1,7 @@
-//! The application side of the DFSM: the trait dcdb and kvstore implement, and the
-//! [`Context`] their callbacks use.
-//!
-//! The application side of the DFSM: the trait an application (dcdb file
-//! tree, kvstore status) implements, like the original's callback table, and
-//! the [`Context`] through which callbacks read the local identity and send
-//! messages. Nothing here does I/O; sends become [`Action::Multicast`].
+//! The application side of the DFSM: the trait dcdb and kvstore implement (like the
+//! original's callback table), the [`Context`] their callbacks use, and the [`EffectHost`]
+//! that performs their effects after a step. Nothing here does I/O; sends become
+//! [`Action::Multicast`], persistence and file writes become effects.
 
 use crate::types::{Action, MemberId, MessageStream};
 use crate::wire::frame::{encode_normal, encode_state};
@@ -148,7 +145,20 @@ impl Context<'_> {
 }
 
 /// An application replicated by the DFSM (the original's `dfsm_callbacks_t`).
+///
+/// Callbacks change the application's state in memory and queue what must then be done
+/// outside the step (persist, write a file) as [`Application::Effect`]s; the host takes them
+/// with [`Application::take_effects`] after every step and performs them with its
+/// [`EffectHost`] before it carries out the step's actions (like raft-rs' `Ready`).
 pub trait Application {
+    /// What a step leaves for the host to do (`Infallible` for an application without any).
+    type Effect: Send + 'static;
+
+    /// The effects queued since the last call, in order (see [`EffectHost`]).
+    fn take_effects(&mut self) -> Vec<Self::Effect> {
+        Vec::new()
+    }
+
     /// Apply a NORMAL message (in SYNCED mode, in total order).
     fn deliver(&mut self, ctx: &mut Context<'_>, msg: &NormalMessage<'_>) -> Delivered;
 
@@ -171,8 +181,9 @@ pub trait Application {
         payload: &[u8],
     ) -> Result<(), AppError>;
 
-    /// UPDATE_COMPLETE received in UPDATE mode: make the updates live.
-    fn commit(&mut self, ctx: &mut Context<'_>, members: &[SyncMember]) -> Result<(), AppError>;
+    /// UPDATE_COMPLETE received in UPDATE mode: make the received updates live (the end of a
+    /// resync; the original's `dfsm_commit_fn`).
+    fn finish_resync(&mut self, ctx: &mut Context<'_>, members: &[SyncMember]) -> Result<(), AppError>;
 
     /// Drop any per-round sync data (may be called when there is none).
     fn cleanup(&mut self) {}
@@ -192,4 +203,20 @@ pub trait Application {
 
     /// A membership change was processed (not called when leaving).
     fn confchg(&mut self, _ctx: &mut Context<'_>, _members: &[MemberId]) {}
+}
+
+/// Performs an application's effects after each step, on the host's thread (the
+/// [`crate::transport::GroupRunner`], the [`crate::sim::Sim`]). An `Err` makes the node leave
+/// (or go to ERROR) as if the step's callback had failed ([`crate::Dfsm::host_failed`]).
+pub trait EffectHost<E>: Send {
+    fn perform(&mut self, effects: Vec<E>) -> Result<(), AppError>;
+}
+
+/// The host of an application without effects.
+pub struct NoEffects;
+
+impl EffectHost<std::convert::Infallible> for NoEffects {
+    fn perform(&mut self, _effects: Vec<std::convert::Infallible>) -> Result<(), AppError> {
+        Ok(())
+    }
 }

@@ -25,6 +25,6 @@ pub mod transport;
 pub mod types;
 pub mod wire;
 
-pub use app::{AppError, Application, Context, Delivered, NormalMessage, SyncMember};
+pub use app::{AppError, Application, Context, Delivered, EffectHost, NoEffects, NormalMessage, SyncMember};
 pub use machine::{Config, Dfsm};
 pub use types::{Action, MemberId, MessageStream, Mode, Outcome};

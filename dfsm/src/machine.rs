@@ -247,6 +247,23 @@ impl<A: Application> Dfsm<A> {
         self.take_actions()
     }
 
+    /// The application's effects queued by the last step, for the host to perform before
+    /// it carries out the step's actions (see [`crate::EffectHost`]).
+    pub fn take_effects(&mut self) -> Vec<A::Effect> {
+        self.app.take_effects()
+    }
+
+    /// The host could not perform the effects of the last step (e.g. a resync's store
+    /// transaction failed): leave, or go to ERROR for [`AppError::Fatal`], as if the
+    /// callback that queued them had failed.
+    pub fn host_failed(&mut self, e: AppError) -> Vec<Action> {
+        if !self.mode.is_error() {
+            let _ = self.apply_app_error(e);
+            self.leave();
+        }
+        self.take_actions()
+    }
+
     // ----- internals ---------------------------------------------------
 
     fn take_actions(&mut self) -> Vec<Action> {
@@ -581,7 +598,7 @@ impl<A: Application> Dfsm<A> {
     fn on_update_complete(&mut self) -> Step {
         let members = std::mem::take(&mut self.members);
         let (app, mut ctx) = self.ctx();
-        let res = app.commit(&mut ctx, &members);
+        let res = app.finish_resync(&mut ctx, &members);
         self.members = members;
         res.map_err(|e| self.apply_app_error(e))?;
         for m in &mut self.members {

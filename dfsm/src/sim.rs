@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use crate::app::Application;
+use crate::app::{Application, EffectHost};
 use crate::machine::{Config, Dfsm};
 use crate::types::{Action, MemberId, Mode, Outcome};
 use crate::wire::BaseHeader;
@@ -62,7 +62,7 @@ enum Event {
     },
 }
 
-struct Proc<A> {
+struct Proc<A: Application> {
     id: MemberId,
     dfsm: Dfsm<A>,
     joined: bool,
@@ -70,10 +70,13 @@ struct Proc<A> {
     view: Vec<MemberId>,
     answers: Vec<(u64, Outcome)>,
     rejoin_at: Option<u32>,
+    /// Performs the application's effects after each step; without one they stay queued in
+    /// the application for the test to take ([`Dfsm::take_effects`]).
+    host: Option<Box<dyn EffectHost<A::Effect>>>,
 }
 
 /// The simulated cluster (one CPG group, one process per nodeid).
-pub struct Sim<A> {
+pub struct Sim<A: Application> {
     rng: u64,
     now: u32,
     protocol_version: u32,
@@ -116,8 +119,18 @@ impl<A: Application> Sim<A> {
     }
 
     /// Start a process (`nodeid`, `pid`) with `app` and join the group.
-    /// Replaces a crashed or stopped process of the same node.
+    /// Replaces a crashed or stopped process of the same node. The application's effects
+    /// stay queued in it (take them with [`Dfsm::take_effects`]).
     pub fn start(&mut self, nodeid: u32, pid: u32, app: A) {
+        self.start_inner(nodeid, pid, app, None);
+    }
+
+    /// [`Sim::start`] with a host that performs the application's effects after each step.
+    pub fn start_hosted(&mut self, nodeid: u32, pid: u32, app: A, host: Box<dyn EffectHost<A::Effect>>) {
+        self.start_inner(nodeid, pid, app, Some(host));
+    }
+
+    fn start_inner(&mut self, nodeid: u32, pid: u32, app: A, host: Option<Box<dyn EffectHost<A::Effect>>>) {
         let id = MemberId::new(nodeid, pid);
         let cfg = Config {
             local: id,
@@ -136,6 +149,7 @@ impl<A: Application> Sim<A> {
                 view: Vec::new(),
                 answers: Vec::new(),
                 rejoin_at: None,
+                host,
             },
         );
         self.component.entry(nodeid).or_insert(0);
@@ -392,6 +406,17 @@ impl<A: Application> Sim<A> {
     /// The node's host loop: carry out the core's actions.
     fn handle(&mut self, nodeid: u32, actions: Vec<Action>) {
         let mut queue: VecDeque<Action> = actions.into();
+        // the step's effects first, as the GroupRunner does
+        if let Some(p) = self.procs.get_mut(&nodeid) {
+            if let Some(host) = p.host.as_mut() {
+                let effects = p.dfsm.take_effects();
+                if !effects.is_empty() {
+                    if let Err(e) = host.perform(effects) {
+                        queue.extend(p.dfsm.host_failed(e));
+                    }
+                }
+            }
+        }
         while let Some(a) = queue.pop_front() {
             let Some(p) = self.procs.get_mut(&nodeid) else {
                 return;

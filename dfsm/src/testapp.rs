@@ -196,6 +196,8 @@ fn select_leader(members: &[SyncMember]) -> Option<usize> {
 }
 
 impl Application for TestApp {
+    type Effect = std::convert::Infallible;
+
     fn deliver(&mut self, _ctx: &mut Context<'_>, msg: &NormalMessage<'_>) -> Delivered {
         let d = self.apply(msg);
         self.applied.push(Applied {
@@ -243,7 +245,7 @@ impl Application for TestApp {
         Ok(())
     }
 
-    fn commit(&mut self, _ctx: &mut Context<'_>, _members: &[SyncMember]) -> Result<(), AppError> {
+    fn finish_resync(&mut self, _ctx: &mut Context<'_>, _members: &[SyncMember]) -> Result<(), AppError> {
         let db = self
             .pending
             .take()

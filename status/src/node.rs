@@ -121,14 +121,26 @@ impl Status {
     }
 
     fn after_set(&self, outcome: SetOutcome) {
-        match outcome {
-            SetOutcome::Kv(KvSet::NodeIp { changed: true }) => self.tables.lock().clinfo_version += 1,
-            SetOutcome::Rrd { plan: Some(plan) } => self.update_rrd(&plan),
-            _ => {}
+        if let Some(plan) = self.note_set(outcome) {
+            self.update_rrd(&plan);
         }
     }
 
-    fn update_rrd(&self, plan: &RrdUpdatePlan) {
+    /// The in-memory consequence of a set (a changed `nodeip` bumps `clinfo`); returns the
+    /// RRD file update still to do.
+    fn note_set(&self, outcome: SetOutcome) -> Option<RrdUpdatePlan> {
+        match outcome {
+            SetOutcome::Kv(KvSet::NodeIp { changed: true }) => {
+                self.tables.lock().clinfo_version += 1;
+                None
+            }
+            SetOutcome::Rrd { plan } => plan,
+            _ => None,
+        }
+    }
+
+    /// Applies an RRD file update (rrdcached or `rrdtool`: I/O); failures are logged.
+    pub fn update_rrd(&self, plan: &RrdUpdatePlan) {
         if let Err(e) = self.rrd.lock().apply(plan, now()) {
             warn!(target: "status", "RRD update error: {e}");
         }
@@ -145,20 +157,30 @@ impl Status {
     /// Before the first cmap read the nodelist is unknown: the newest value per node and key
     /// is kept and applied when cmap arrives.
     pub fn set_remote(&self, nodeid: u32, key: &str, data: &[u8]) {
+        if let Some(plan) = self.store_remote(nodeid, key, data) {
+            self.update_rrd(&plan);
+        }
+    }
+
+    /// [`Status::set_remote`] without the I/O: the tables change, the RRD file update is
+    /// returned for the caller to apply with [`Status::update_rrd`] (the kvstore group does
+    /// so after its DFSM step).
+    pub fn store_remote(&self, nodeid: u32, key: &str, data: &[u8]) -> Option<RrdUpdatePlan> {
         let result = {
             let mut t = self.tables.lock();
             if t.cluster.is_none() {
                 t.before_cmap.keep(nodeid, key, data);
-                return;
+                return None;
             }
-            let Some(node) = t.cluster.as_ref().and_then(|c| c.node_by_id(nodeid)).map(|n| n.name.clone()) else {
-                return;
-            };
+            let node = t.cluster.as_ref().and_then(|c| c.node_by_id(nodeid)).map(|n| n.name.clone())?;
             t.store.set_remote(&node, key, data, now())
         };
         match result {
-            Ok(outcome) => self.after_set(outcome),
-            Err(e) => warn!(target: "status", "ignoring update of '{key}' from node {nodeid}: {e}"),
+            Ok(outcome) => self.note_set(outcome),
+            Err(e) => {
+                warn!(target: "status", "ignoring update of '{key}' from node {nodeid}: {e}");
+                None
+            }
         }
     }
 

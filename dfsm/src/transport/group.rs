@@ -29,7 +29,7 @@ use tracing::{debug, error, info, warn};
 
 use super::cpg::{CpgEvent, CpgHandle, CsError, GroupName, DCDB_GROUP, KVSTORE_GROUP};
 use super::{poll2, unix_now, LogThrottle, Waker};
-use crate::app::Application;
+use crate::app::{Application, EffectHost};
 use crate::machine::{Config, Dfsm};
 use crate::types::{Action, MemberId, MessageStream, Mode, Outcome};
 
@@ -170,7 +170,9 @@ impl<A: Application + Send + 'static> GroupRunner<A> {
     /// to corosync in the background (and keeps retrying), so this
     /// succeeds without corosync; only a bad group name or thread/eventfd
     /// creation fails.
-    pub fn spawn(config: GroupConfig, app: A) -> io::Result<GroupRunner<A>> {
+    /// `host` performs the application's effects after every step, before the step's
+    /// actions are carried out.
+    pub fn spawn(config: GroupConfig, app: A, host: impl EffectHost<A::Effect> + 'static) -> io::Result<GroupRunner<A>> {
         let name = GroupName::new(&config.group)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let shared = Arc::new(Shared {
@@ -185,6 +187,7 @@ impl<A: Application + Send + 'static> GroupRunner<A> {
         let runner = Runner {
             name,
             app: Some(app),
+            host: Box::new(host),
             dfsm: None,
             cpg: None,
             joined: false,
@@ -359,12 +362,14 @@ struct Outgoing {
     stream: Option<MessageStream>,
 }
 
-struct Runner<A> {
+struct Runner<A: Application> {
     cfg: GroupConfig,
     name: GroupName,
     /// The application before the first connect (the core needs the local
     /// nodeid); afterwards it lives in `dfsm`.
     app: Option<A>,
+    /// Performs the application's effects after each step.
+    host: Box<dyn EffectHost<A::Effect>>,
     dfsm: Option<Dfsm<A>>,
     cpg: Option<CpgHandle>,
     joined: bool,
@@ -476,7 +481,10 @@ impl<A: Application> Runner<A> {
                 }
                 self.run_actions(actions);
             }
-            Cmd::App(f) => f(self.app_mut()),
+            Cmd::App(f) => {
+                f(self.app_mut());
+                self.run_actions(Vec::new());
+            }
             Cmd::Dfsm(f) => f(self.dfsm.as_ref()),
             Cmd::Shutdown => {}
         }
@@ -624,6 +632,15 @@ impl<A: Application> Runner<A> {
     /// Carry out the core's actions (and those they cause).
     fn run_actions(&mut self, actions: Vec<Action>) {
         let mut q: VecDeque<Action> = actions.into();
+        // the step's effects (persist, write files) before its sends and answers
+        if let Some(d) = self.dfsm.as_mut() {
+            let effects = d.take_effects();
+            if !effects.is_empty() {
+                if let Err(e) = self.host.perform(effects) {
+                    q.extend(d.host_failed(e));
+                }
+            }
+        }
         while let Some(a) = q.pop_front() {
             match a {
                 Action::Multicast { bytes, count } => {
@@ -811,7 +828,10 @@ impl<A: Application> Runner<A> {
                 Cmd::Send { reply: Some(r), .. } => {
                     let _ = r.send(Err(SendError::NotConnected));
                 }
-                Cmd::App(f) => f(self.app_mut()),
+                Cmd::App(f) => {
+                f(self.app_mut());
+                self.run_actions(Vec::new());
+            }
                 Cmd::Dfsm(f) => f(self.dfsm.as_ref()),
                 _ => {}
             }

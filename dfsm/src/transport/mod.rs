@@ -26,8 +26,9 @@
 //!
 //! let quorum = QuorumTracker::spawn(None).unwrap();
 //! let cmap = CmapTracker::spawn(None).unwrap();
-//! // one runner per group: GroupConfig::dcdb() / GroupConfig::kvstore()
-//! let dcdb = GroupRunner::spawn(GroupConfig::dcdb(), TestApp::new()).unwrap();
+//! // one runner per group: GroupConfig::dcdb() / GroupConfig::kvstore(), each with the host
+//! // that performs its application's effects after every step
+//! let dcdb = GroupRunner::spawn(GroupConfig::dcdb(), TestApp::new(), pmxcfs_dfsm::NoEffects).unwrap();
 //! if quorum.quorate() {
 //!     match dcdb.send(OP_SET, set_payload("k", "v")) {
 //!         Ok(result) => println!("applied locally, result {result}"),

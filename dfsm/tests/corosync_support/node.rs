@@ -183,7 +183,7 @@ pub fn main() {
         .ok()
         .and_then(|v| v.parse().ok());
     let node = Arc::new(Node {
-        runner: GroupRunner::spawn(cfg, TestApp::new()).expect("spawn group runner"),
+        runner: GroupRunner::spawn(cfg, TestApp::new(), pmxcfs_dfsm::NoEffects).expect("spawn group runner"),
         quorum: QuorumTracker::spawn(None).expect("spawn quorum tracker"),
         cmap: CmapTracker::spawn(None).expect("spawn cmap tracker"),
     });
