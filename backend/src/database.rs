@@ -6,7 +6,7 @@
 //! * **acknowledge** — take every changed row from the tree and append it to the crash
 //!   record on a tmpfs ([`crate::record`]). From then on a daemon crash (SIGKILL, panic,
 //!   OOM) loses nothing: the next start replays the record. [`Durability::Commit`],
-//!   [`ChangeSink::commit`] and [`Database::acknowledge`] ask for this.
+//!   [`ChangeSink::acknowledge`] and [`Database::acknowledge`] ask for this.
 //! * **store transaction** — every acknowledged row since the last one, coalesced per inode,
 //!   written to `config.db` as ONE SQLite transaction (the original's schema and
 //!   `__version__` row), so the file on disk always holds the whole tree as it was at one
@@ -409,11 +409,6 @@ impl Database {
         Ok(())
     }
 
-    /// The FUSE layer's name for [`Database::acknowledge`].
-    pub fn commit(&self) -> FsResult<()> {
-        self.acknowledge()
-    }
-
     /// Writes every acknowledged row as one store transaction and, if `durable`, fdatasyncs
     /// the WAL and removes the record generations that are now durable.
     fn flush_to_store(&self, durable: bool) -> FsResult<()> {
@@ -509,11 +504,6 @@ impl Database {
     /// (fsync(2)): store transaction + fdatasync of the WAL, retrying a failed one now.
     pub fn make_durable(&self) -> FsResult<()> {
         self.flush_to_store(true)
-    }
-
-    /// The FUSE layer's name for [`Database::make_durable`].
-    pub fn sync_wal(&self) -> FsResult<()> {
-        self.make_durable()
     }
 
     /// Replaces the tree in RAM after a cluster resync: keeps the entries the leader's index
@@ -717,7 +707,7 @@ pub trait ChangeSink: Send + Sync {
     fn submit(&self, op: Op, durability: Durability) -> FsResult<u64>;
     /// Acknowledges every applied change (close, rename, fsync): from its return on, a
     /// daemon crash loses none of them. Power-cut durability: [`Database::make_durable`].
-    fn commit(&self) -> FsResult<()>;
+    fn acknowledge(&self) -> FsResult<()>;
     /// An unlock request for the lock directory `path` whose checksum is `csum`: returns
     /// true if the lock was found expired and removed.
     fn unlock_request(&self, path: &str, csum: [u8; 32]) -> FsResult<bool>;
@@ -741,8 +731,8 @@ impl ChangeSink for LocalSink {
         self.db.apply(&op, Stamp { writer: 0, mtime: now_secs() }, durability)
     }
 
-    fn commit(&self) -> FsResult<()> {
-        self.db.commit()
+    fn acknowledge(&self) -> FsResult<()> {
+        self.db.acknowledge()
     }
 
     fn unlock_request(&self, path: &str, csum: [u8; 32]) -> FsResult<bool> {

@@ -368,7 +368,7 @@ impl Harness {
                     self.c.acked += 1;
                     // the submitter commits before its syscall returns (ClusterSink::submit;
                     // for a create: the writer's close)
-                    self.nodes[i].db.as_ref().unwrap().commit().unwrap();
+                    self.nodes[i].db.as_ref().unwrap().acknowledge().unwrap();
                 }
                 Status::Failed => self.c.failed += 1,
                 _ => self.c.unknown += 1,
@@ -386,7 +386,7 @@ impl Harness {
         self.sim.advance(1);
         for s in &self.nodes {
             if let Some(db) = &s.db {
-                db.commit().unwrap();
+                db.acknowledge().unwrap();
             }
         }
     }
@@ -409,7 +409,7 @@ impl Harness {
         drop(app);
         let db = self.nodes[i].db.as_ref().unwrap();
         if !hard {
-            db.commit().unwrap();
+            db.acknowledge().unwrap();
         } else if db.stats().dirty {
             self.c.crashes_losing_ram += 1;
         }
@@ -509,7 +509,7 @@ impl Harness {
         for s in &self.nodes {
             assert_eq!(self.sim.mode(s.id), Some(Mode::Synced), "{label}: node {} synced", s.id);
             let db = s.db.as_ref().unwrap();
-            db.commit().unwrap();
+            db.acknowledge().unwrap();
             let sum = db.tree().checksum();
             let reloaded = Database::open(&s.path(), DatabaseOptions::default()).unwrap();
             assert_eq!(reloaded.tree().checksum(), sum, "{label}: node {} config.db reloads to the tree in RAM", s.id);

@@ -42,7 +42,7 @@ fn assert_converged(s: &Sim<DcdbApp>, nodes: &[&Node]) {
     for (i, n) in nodes.iter().enumerate() {
         assert_eq!(s.mode(i as u32 + 1), Some(Mode::Synced), "node {} synced", i + 1);
         assert_eq!(n.db.tree().checksum(), sum, "node {} has the same tree", i + 1);
-        assert!(!n.db.stats().dirty || n.db.commit().is_ok());
+        assert!(!n.db.stats().dirty || n.db.acknowledge().is_ok());
         // what is on disk reloads to the same tree
         let path = n._dir.path().join("config.db");
         let reloaded = Database::open(&path, DatabaseOptions::default()).unwrap();

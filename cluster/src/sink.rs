@@ -47,7 +47,7 @@ impl ChangeSink for ClusterSink {
         }
     }
 
-    fn commit(&self) -> FsResult<()> {
+    fn acknowledge(&self) -> FsResult<()> {
         self.db.acknowledge()
     }
 

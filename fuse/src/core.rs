@@ -135,7 +135,7 @@ impl Core {
         }
         if ops.is_empty() {
             // a new file closed without writes: its create was folded into this point
-            return if last == Durability::Deferred { Ok(()) } else { self.cfg.sink.commit() };
+            return if last == Durability::Deferred { Ok(()) } else { self.cfg.sink.acknowledge() };
         }
         let n = ops.len();
         for (i, op) in ops.into_iter().enumerate() {
@@ -223,7 +223,7 @@ impl Core {
             Err(e) => {
                 if let (Some(s), Some(take)) = (src, &take) {
                     // the content was applied for the rename: commit it on its own
-                    if self.cfg.sink.commit().is_ok() {
+                    if self.cfg.sink.acknowledge().is_ok() {
                         self.files.lock().committed(s, take);
                     }
                 }

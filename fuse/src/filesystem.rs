@@ -511,7 +511,7 @@ impl Filesystem for PmxcfsFs {
         let core = self.core.clone();
         // always on the pool: nobody else waits for this fdatasync
         self.core.workers.run(move || {
-            let r = core.commit_inode(t).and_then(|_| core.cfg.sink.commit()).and_then(|_| core.cfg.db.sync_wal());
+            let r = core.commit_inode(t).and_then(|_| core.cfg.sink.acknowledge()).and_then(|_| core.cfg.db.make_durable());
             match r {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(err(&e)),
