@@ -68,7 +68,7 @@ impl IpcHandler for DaemonIpc {
 
     fn set_status(&self, _c: &Client, name: &[u8], data: &[u8]) -> Result<(), IpcError> {
         let key = text(name)?;
-        let result = self.status.set_local(key, data).map_err(IpcError::Errno);
+        let result = self.status.set_local(key, data).map_err(|e| IpcError::Errno(e.errno()));
         // the original multicasts the update whether or not the local set worked
         if !key.starts_with("rrd/") || result.is_ok() {
             if let Some(p) = update_payload(key, data) {

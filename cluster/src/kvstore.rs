@@ -135,8 +135,8 @@ impl Application for KvstoreApp {
         let mut data = ip.into_bytes();
         data.push(0);
         // kept locally too (`cfs_status_set`), so this node's own `.members` shows its ip
-        if let Err(errno) = self.status.set_local("nodeip", &data) {
-            warn!(target: "status", "unable to store nodeip: {}", std::io::Error::from_raw_os_error(errno));
+        if let Err(e) = self.status.set_local("nodeip", &data) {
+            warn!(target: "status", "unable to store nodeip: {}", std::io::Error::from_raw_os_error(e.errno()));
         }
         debug!(target: "status", "publishing nodeip");
         if let Some(p) = update_payload("nodeip", &data) {

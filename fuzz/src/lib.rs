@@ -191,8 +191,6 @@ pub fn kvstore_update(data: &[u8]) {
         let _ = st.get("node2", key);
         let _ = st.get("node1", key);
     }
-    let _ = pmxcfs_status::kvstore::parse_set_status_request(data);
-    let _ = pmxcfs_status::kvstore::parse_get_status_request(data);
 }
 
 // ------------------------------------------------------------------------------------
@@ -205,12 +203,6 @@ pub fn ipc_request(data: &[u8]) {
 
     let vm_exists = |vmid: u32| !vmid.is_multiple_of(3);
     let req = protocol::parse_request(data, &vm_exists);
-    if data.len() >= protocol::REQUEST_HEADER_SIZE {
-        let payload = &data[protocol::REQUEST_HEADER_SIZE..];
-        // the status-layer parsers of the same payloads
-        let _ = pmxcfs_status::clusterlog::LogRequest::parse(payload);
-        let _ = pmxcfs_status::clusterlog::parse_get_log_request(payload);
-    }
     let Ok(req) = req else { return };
     assert!(protocol::is_known_id(req.id()));
     let _ = protocol::needs_write_access(req.id());

@@ -19,7 +19,6 @@ use std::collections::{BTreeMap, HashMap};
 use pmxcfs_dfsm::wire::kvstore::{KvUpdate, KV_KEY_FIELD_LEN};
 use pmxcfs_dfsm::wire::{cstr_prefix, WireError};
 
-pub use crate::requests::{parse_get_status_request, parse_set_status_request};
 
 /// Largest value a local `SET_STATUS` accepts (`CFS_MAX_STATUS_SIZE`).
 pub const CFS_MAX_STATUS_SIZE: usize = 32 * 1024;

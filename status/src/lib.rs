@@ -6,7 +6,6 @@
 //!   kvstore part of `.version`;
 //! * [`node`]: the node's [`node::Status`] behind one mutex (quorum, cluster info,
 //!   `.members`), shared by the virtual files, IPC and the kvstore group;
-//! * [`requests`]: the IPC request payloads of the status calls;
 //! * [`rrd`]: RRD status keys, the `.rrd` dump with its 2-second cache, RRD file definitions
 //!   and the updater that talks to rrdcached or runs `rrdtool`.
 //!
@@ -17,7 +16,6 @@
 pub mod clusterlog;
 pub mod kvstore;
 pub mod node;
-pub mod requests;
 pub mod rrd;
 
 use std::path::{Path, PathBuf};

@@ -10,7 +10,7 @@ use parking_lot::Mutex;
 use crate::clusterlog::ClusterLog;
 use crate::kvstore::KvSet;
 use crate::rrd::{RrdTool, RrdUpdatePlan, RrdUpdater};
-use crate::{SetOutcome, StatusStore};
+use crate::{SetOutcome, StatusError, StatusStore};
 use tracing::warn;
 
 /// syslog priority `LOG_INFO`.
@@ -146,9 +146,9 @@ impl Status {
         }
     }
 
-    /// IPC SET_STATUS from a local client; returns the errno on refusal.
-    pub fn set_local(&self, key: &str, data: &[u8]) -> Result<(), i32> {
-        let outcome = self.tables.lock().store.set_local(key, data, now()).map_err(|e| e.errno())?;
+    /// IPC SET_STATUS from a local client (the refusal's errno: [`StatusError::errno`]).
+    pub fn set_local(&self, key: &str, data: &[u8]) -> Result<(), StatusError> {
+        let outcome = self.tables.lock().store.set_local(key, data, now())?;
         self.after_set(outcome);
         Ok(())
     }

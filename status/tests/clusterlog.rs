@@ -344,41 +344,6 @@ fn escaped_message_in_dump() {
 }
 
 #[test]
-fn ipc_request_parsing() {
-    let mut p = vec![6u8, 5, 4];
-    p.extend_from_slice(b"root\0tag\0hello\0");
-    let r = LogRequest::parse(&p).unwrap();
-    assert_eq!(
-        (
-            r.priority,
-            r.ident.as_slice(),
-            r.tag.as_slice(),
-            r.msg.as_slice()
-        ),
-        (6, &b"root"[..], &b"tag"[..], &b"hello"[..])
-    );
-    // no message byte
-    let mut p = vec![6u8, 5, 4];
-    p.extend_from_slice(b"root\0tag\0");
-    assert!(LogRequest::parse(&p).is_err());
-    // ident not terminated
-    let mut p = vec![6u8, 4, 4];
-    p.extend_from_slice(b"root\0tag\0m");
-    assert!(LogRequest::parse(&p).is_err());
-    assert!(LogRequest::parse(&[]).is_err());
-
-    let mut g = vec![0u8; 16];
-    g.extend_from_slice(b"root\0");
-    assert_eq!(parse_get_log_request(&g).unwrap(), (50, b"root".to_vec()));
-    let mut g = vec![0u8; 16];
-    g[0] = 7;
-    g.push(0);
-    assert_eq!(parse_get_log_request(&g).unwrap(), (7, Vec::new()));
-    assert!(parse_get_log_request(&[0u8; 16]).is_err());
-    assert_eq!(ClogError::InvalidRequest("x").errno(), libc::EINVAL);
-}
-
-#[test]
 fn random_states_never_panic() {
     let mut rng = Rng(0xdead_beef);
     for round in 0..400 {

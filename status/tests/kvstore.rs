@@ -154,32 +154,6 @@ fn version_text_format() {
 }
 
 #[test]
-fn ipc_request_layouts() {
-    let mut p = vec![0u8; 256];
-    p[..6].copy_from_slice(b"kv/foo");
-    p.extend_from_slice(b"value\0");
-    assert_eq!(
-        parse_set_status_request(&p).unwrap(),
-        ("kv/foo", &b"value\0"[..])
-    );
-    // byte 255 is forced to NUL
-    let mut p = vec![b'k'; 256];
-    p.extend_from_slice(b"v");
-    let (k, v) = parse_set_status_request(&p).unwrap();
-    assert_eq!((k.len(), v), (255, &b"v"[..]));
-    assert_eq!(
-        parse_set_status_request(&[0u8; 255]).unwrap_err().errno(),
-        libc::EINVAL
-    );
-
-    let mut g = vec![0u8; 512];
-    g[..8].copy_from_slice(b"tasklist");
-    g[256..260].copy_from_slice(b"pve2");
-    assert_eq!(parse_get_status_request(&g).unwrap(), ("tasklist", "pve2"));
-    assert!(parse_get_status_request(&g[..511]).is_err());
-}
-
-#[test]
 fn status_store_dispatch() {
     let mut st = StatusStore::new("pve1", Path::new("/base"));
     assert_eq!(

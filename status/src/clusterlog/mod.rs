@@ -37,7 +37,6 @@ use std::collections::{BTreeMap, HashMap};
 
 use pmxcfs_dfsm::wire::kvstore;
 
-pub use crate::requests::{parse_get_log_request, LogRequest};
 pub use entry::LogEntry;
 pub use escape::utf8_to_ascii;
 pub use ring::ClogRing;
@@ -82,8 +81,6 @@ pub enum ClogError {
     RingCycle(u32),
     #[error("merge needs at least 2 logs and a local index inside them")]
     BadMergeInput,
-    #[error("invalid cluster log request: {0}")]
-    InvalidRequest(&'static str),
 }
 
 impl ClogError {
