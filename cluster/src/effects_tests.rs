@@ -1,31 +1,14 @@
 //! The dcdb steps on the simulated CPG return their I/O as effects: nothing is written to
 //! `config.db` or to the host's corosync.conf until the host performs them.
 
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
-
 use pmxcfs_backend::{Database, DatabaseOptions, Op};
 use pmxcfs_dfsm::sim::Sim;
 use pmxcfs_dfsm::{EffectHost, Mode};
 
 use crate::dcdb::{encode_op, DcdbApp, DcdbEffect, DcdbHost};
+use crate::sim_tests::{app, node, Node};
 
 const MAX: usize = 200_000;
-
-struct Node {
-    dir: tempfile::TempDir,
-    db: Arc<Database>,
-}
-
-fn node() -> Node {
-    let dir = tempfile::tempdir().unwrap();
-    let db = Arc::new(Database::open(&dir.path().join("config.db"), DatabaseOptions::default()).unwrap());
-    Node { dir, db }
-}
-
-fn app(n: &Node) -> DcdbApp {
-    DcdbApp::new(n.db.clone(), Arc::new(AtomicBool::new(true)))
-}
 
 fn send(s: &mut Sim<DcdbApp>, node: u32, op: Op) {
     let (subtype, payload) = encode_op(&op).unwrap();
@@ -38,7 +21,7 @@ fn effects(s: &mut Sim<DcdbApp>, nodeid: u32) -> Vec<DcdbEffect> {
 
 /// What a fresh open of the node's `config.db` holds at `path`.
 fn on_disk(n: &Node, path: &str) -> Option<Vec<u8>> {
-    let db = Database::open(&n.dir.path().join("config.db"), DatabaseOptions::default()).unwrap();
+    let db = Database::open(&n._dir.path().join("config.db"), DatabaseOptions::default()).unwrap();
     let found = db.tree().read(path).ok().map(|d| d.to_vec());
     found
 }
@@ -61,7 +44,7 @@ fn a_corosync_conf_change_is_an_effect_and_the_host_file_is_written_only_by_the_
 
     // applied in RAM, in delivery order; the I/O is left to the host
     assert_eq!(b.db.tree().read("corosync.conf").unwrap().as_slice(), b"totem {\n  config_version: 2\n}\n");
-    let host_conf = b.dir.path().join("etc/corosync/corosync.conf");
+    let host_conf = b._dir.path().join("etc/corosync/corosync.conf");
     let queued = effects(&mut s, 2);
     assert_eq!(queued, [DcdbEffect::SyncCorosyncConf, DcdbEffect::SyncCorosyncConf], "create and write of corosync.conf, not the mkdir");
     assert!(!host_conf.exists(), "the step wrote no file");
@@ -90,10 +73,10 @@ fn a_resync_replaces_the_tree_in_ram_and_its_store_transaction_is_an_effect() {
     let queued = effects(&mut s, 2);
     assert_eq!(queued, [DcdbEffect::PersistResync, DcdbEffect::SyncCorosyncConf]);
     assert_eq!(b.db.stats().store_transactions, transactions, "the step wrote no store transaction");
-    assert!(Database::open(&b.dir.path().join("config.db"), DatabaseOptions::default()).unwrap().tree().lookup("only-on-a").is_none());
+    assert!(Database::open(&b._dir.path().join("config.db"), DatabaseOptions::default()).unwrap().tree().lookup("only-on-a").is_none());
 
     DcdbHost { db: b.db.clone(), host_corosync_conf: None }.perform(queued).unwrap();
     assert_eq!(b.db.stats().store_transactions, transactions + 1, "one store transaction for the whole resync");
-    let reloaded = Database::open(&b.dir.path().join("config.db"), DatabaseOptions::default()).unwrap();
+    let reloaded = Database::open(&b._dir.path().join("config.db"), DatabaseOptions::default()).unwrap();
     assert_eq!(reloaded.tree().checksum(), a.db.tree().checksum(), "config.db holds the leader's tree");
 }

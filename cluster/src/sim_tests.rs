@@ -12,18 +12,19 @@ use crate::dcdb::{encode_op, DcdbApp, DcdbHost};
 
 const MAX: usize = 200_000;
 
-struct Node {
-    _dir: tempfile::TempDir,
-    db: Arc<Database>,
+/// One simulated node's database in its own temp dir.
+pub(crate) struct Node {
+    pub(crate) _dir: tempfile::TempDir,
+    pub(crate) db: Arc<Database>,
 }
 
-fn node() -> Node {
+pub(crate) fn node() -> Node {
     let dir = tempfile::tempdir().unwrap();
     let db = Arc::new(Database::open(&dir.path().join("config.db"), DatabaseOptions::default()).unwrap());
     Node { _dir: dir, db }
 }
 
-fn app(n: &Node) -> DcdbApp {
+pub(crate) fn app(n: &Node) -> DcdbApp {
     DcdbApp::new(n.db.clone(), Arc::new(AtomicBool::new(true)))
 }
 

@@ -182,12 +182,17 @@ fn this_loop() -> *mut qb_loop_t {
     LOOP.with(|l| l.get())
 }
 
-unsafe extern "C" fn job_add(p: i32, data: *mut c_void, f: ffi::qb_loop_job_dispatch_fn) -> i32 {
+/// `f` with this thread's loop; -EIO when no service runs on this thread.
+fn on_this_loop(f: impl FnOnce(*mut qb_loop_t) -> i32) -> i32 {
     let lp = this_loop();
     if lp.is_null() {
         return -EIO;
     }
-    ffi::qb_loop_job_add(lp, p, data, f)
+    f(lp)
+}
+
+unsafe extern "C" fn job_add(p: i32, data: *mut c_void, f: ffi::qb_loop_job_dispatch_fn) -> i32 {
+    on_this_loop(|lp| ffi::qb_loop_job_add(lp, p, data, f))
 }
 
 unsafe extern "C" fn dispatch_add(
@@ -197,11 +202,7 @@ unsafe extern "C" fn dispatch_add(
     data: *mut c_void,
     f: ffi::qb_ipcs_dispatch_fn_t,
 ) -> i32 {
-    let lp = this_loop();
-    if lp.is_null() {
-        return -EIO;
-    }
-    ffi::qb_loop_poll_add(lp, p, fd, events, data, f)
+    on_this_loop(|lp| ffi::qb_loop_poll_add(lp, p, fd, events, data, f))
 }
 
 unsafe extern "C" fn dispatch_mod(
@@ -211,19 +212,11 @@ unsafe extern "C" fn dispatch_mod(
     data: *mut c_void,
     f: ffi::qb_ipcs_dispatch_fn_t,
 ) -> i32 {
-    let lp = this_loop();
-    if lp.is_null() {
-        return -EIO;
-    }
-    ffi::qb_loop_poll_mod(lp, p, fd, events, data, f)
+    on_this_loop(|lp| ffi::qb_loop_poll_mod(lp, p, fd, events, data, f))
 }
 
 unsafe extern "C" fn dispatch_del(fd: i32) -> i32 {
-    let lp = this_loop();
-    if lp.is_null() {
-        return -EIO;
-    }
-    ffi::qb_loop_poll_del(lp, fd)
+    on_this_loop(|lp| ffi::qb_loop_poll_del(lp, fd))
 }
 
 unsafe fn shared_of<'a>(c: *mut qb_ipcs_connection_t) -> Option<&'a Shared> {
