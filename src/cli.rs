@@ -35,6 +35,17 @@ pub struct Cli {
     #[arg(long = "sync-interval", alias = "commit-delay", value_name = "MS", default_value_t = 30_000)]
     pub sync_interval_ms: u64,
 
+    /// Keep config.db shared with other processes all the time (SQLite's normal locking, the
+    /// WAL index in config.db-shm, as the original). By default it is locked exclusively
+    /// while no other process has it open - its WAL index then never reaches the disk - and
+    /// shared from the moment another process opens it until 10 minutes after the last did.
+    #[arg(long = "shared-db")]
+    pub shared_db: bool,
+
+    /// How long config.db stays shared after another process last opened it (seconds).
+    #[arg(long = "shared-db-hold", value_name = "S", default_value_t = 600, hide = true)]
+    pub shared_db_hold_s: u64,
+
     /// libqb IPC service name (the original's `pve2`; tests run several daemons side by side).
     #[arg(long = "ipc-name", value_name = "NAME", default_value = "pve2")]
     pub ipc_name: String,
@@ -58,6 +69,10 @@ pub struct Cli {
 /// Offline tools (no mount, no daemon).
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Internal: the daemon's helper that holds other processes' opens of config.db while
+    /// the daemon leaves exclusive locking (pmxcfs_backend::open_gate).
+    #[command(hide = true)]
+    OpenGateHelper { db: PathBuf, daemon_pid: i32 },
     /// Check a database: integrity, load rules, duplicate VMIDs; print version and checksum.
     Check {
         /// Database file (default: the config.db under --root or /var/lib/pve-cluster).

@@ -14,6 +14,7 @@ fn main() {
         Some(cli::Command::Check { db }) => offline::check(&db.clone().unwrap_or_else(default_db)),
         Some(cli::Command::Dump { db, path }) => offline::dump(&db.clone().unwrap_or_else(default_db), path.as_deref()),
         Some(cli::Command::Repair { db, out }) => offline::repair(&db.clone().unwrap_or_else(default_db), out),
+        Some(cli::Command::OpenGateHelper { db, daemon_pid }) => pmxcfs_backend::open_gate::run_helper(db, *daemon_pid),
         None => run::run(cli),
     };
     std::process::exit(code);

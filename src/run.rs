@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use pmxcfs_backend::db_sharing::SharingOptions;
 use pmxcfs_backend::{ChangeSink, Database, DatabaseOptions, LocalSink};
 use pmxcfs_fuse::{mount_options, FsConfig, FsCounters, PendingCommitter, PmxcfsFs};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
@@ -118,7 +119,8 @@ pub fn run(cli: Cli) -> i32 {
 
     // The crash record lives in the run directory: a tmpfs on a real node, so it survives a
     // daemon crash and costs the SSD nothing (docs/crash-safety.md).
-    let options = DatabaseOptions { sync_interval: Duration::from_millis(cli.sync_interval_ms), record_dir: Some(paths.run_dir.clone()) };
+    let options = DatabaseOptions { sync_interval: Duration::from_millis(cli.sync_interval_ms), record_dir: Some(paths.run_dir.clone()), exclusive_when_alone: (!cli.shared_db).then(|| SharingOptions { gate_helper: std::env::current_exe().ok(), hold: Duration::from_secs(cli.shared_db_hold_s) }),
+    };
     let new_db = !paths.db_file.exists();
     let db = match Database::open(&paths.db_file, options) {
         Ok(db) => Arc::new(db),

@@ -21,6 +21,8 @@ pub fn to_json(s: &DbStats, fs: &FsCounters) -> String {
         "wal_syncs": s.wal_syncs,
         "dirty": s.dirty,
         "pending_rows": s.pending_rows,
+        "db_exclusive": s.db_exclusive,
+        "db_exclusive_when_alone": s.db_exclusive_when_alone,
         "record_bytes": s.record_bytes,
         "failed": s.failed,
         "store_error": s.store_error,

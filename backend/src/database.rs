@@ -43,7 +43,8 @@ use tracing::{debug, error, info, warn};
 use crate::entry::Entry;
 use crate::error::{FsError, FsResult};
 use crate::record::{self, CrashRecord};
-use crate::store::{Store, StoreError};
+use crate::db_sharing::{Sharing, SharingOptions};
+use crate::store::{Locking, Store, StoreError};
 use crate::tree::{now_secs, Stamp, Tree};
 
 /// One change to the tree, as FUSE issues it and as dcdb messages carry it.
@@ -93,6 +94,9 @@ pub struct DatabaseOptions {
     /// Directory of the crash record (a tmpfs: `/run/pve-cluster`); None = no record, every
     /// acknowledgement is a store transaction.
     pub record_dir: Option<PathBuf>,
+    /// Lock `config.db` exclusively while no other process has it open (no `-shm` writes:
+    /// [`crate::db_sharing`]); None = SQLite's shared locking all the time (the original's).
+    pub exclusive_when_alone: Option<SharingOptions>,
 }
 
 /// Counters for tests, benchmarks and `.debug`-style introspection.
@@ -118,6 +122,10 @@ pub struct DbStats {
     /// Failed store transactions and fdatasyncs since start.
     pub store_failures: u64,
     pub entries: usize,
+    /// The store locks `config.db` exclusively now (WAL index in RAM, no `-shm`).
+    pub db_exclusive: bool,
+    /// ... whenever no other process has it open (false: shared all the time).
+    pub db_exclusive_when_alone: bool,
 }
 
 /// Acknowledged rows not yet in the store, and the record that keeps them.
@@ -177,6 +185,7 @@ pub struct Database {
     transactions: AtomicU64,
     wal_syncs: AtomicU64,
     store_failures: AtomicU64,
+    sharing: Option<Sharing>,
 }
 
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> StoreError + '_ {
@@ -188,7 +197,18 @@ impl Database {
     /// record of `options.record_dir` (written to the store as one durable transaction),
     /// and starts a new record. Duplicate VMIDs are logged, not fatal.
     pub fn open(path: &Path, options: DatabaseOptions) -> Result<Database, StoreError> {
-        let mut store = Store::open(path)?;
+        let mut store = Store::open_with(path, if options.exclusive_when_alone.is_some() { Locking::Exclusive } else { Locking::Shared })?;
+        let sharing = match &options.exclusive_when_alone {
+            None => None,
+            Some(how) => match Sharing::watch(path, store.locking(), how) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    warn!(target: "database", "unable to watch '{}' for other processes ({e}) - sharing the database all the time", path.display());
+                    store.reopen(Locking::Shared)?;
+                    None
+                }
+            },
+        };
         let loaded = store.load_rows()?;
         let bad_tree = |why: String| StoreError::BadTree { path: path.display().to_string(), why };
         let mut entries: BTreeMap<u64, Entry> = loaded.entries.into_iter().map(|e| (e.inode, e)).collect();
@@ -267,6 +287,7 @@ impl Database {
             transactions: AtomicU64::new(transactions),
             wal_syncs: AtomicU64::new(transactions),
             store_failures: AtomicU64::new(0),
+            sharing,
         };
         if fresh {
             db.acknowledge().and_then(|_| db.flush_to_store(true)).map_err(|e| bad_tree(e.to_string()))?;
@@ -276,6 +297,7 @@ impl Database {
             (t.version(), t.len())
         };
         info!(target: "database", "loaded database '{}' (version {version}, {count} entries)", path.display());
+        crate::memory::release_free_memory();
         Ok(db)
     }
 
@@ -463,7 +485,11 @@ impl Database {
                 return Err(self.store_failed(p, "fdatasync of the WAL failed", e.to_fs_error()));
             }
             self.wal_syncs.fetch_add(1, Ordering::SeqCst);
+            let large = p.unsynced.len() >= crate::memory::TRIM_AFTER_ROWS;
             p.unsynced.clear();
+            if large {
+                crate::memory::release_free_memory();
+            }
             p.unsynced_root = None;
             p.unsynced_since = None;
             if let Some(g) = p.covered_generation.take() {
@@ -578,13 +604,32 @@ impl Database {
             let _ = rec.remove_through(g);
         }
         debug!(target: "database", "resync store transaction version {} ({} rows)", root.version, batch.len());
+        drop((a, p, batch, rows));
+        crate::memory::release_free_memory();
         Ok(())
+    }
+
+    /// Switches the store between exclusive and shared locking as [`Sharing`] decides.
+    fn adjust_locking(&self) {
+        let Some(sharing) = &self.sharing else { return };
+        let Some(current) = self.persisted.lock().store.as_ref().map(Store::locking) else { return };
+        let Some((to, why)) = sharing.decide(current) else { return };
+        let mut p = self.persisted.lock();
+        let Some(store) = p.store.as_mut() else { return };
+        sharing.reopening(to);
+        let result = store.reopen(to);
+        sharing.reopened(store.locking());
+        match result {
+            Ok(()) => info!(target: "database", "{why}"),
+            Err(e) => warn!(target: "database", "unable to reopen the database ({why}): {e}"),
+        }
     }
 
     /// One round of background work (about every 50 ms): due group acknowledgements, and the
     /// store transaction + fdatasync once the oldest acknowledged change waited W (or the
     /// record grew too big); failed ones are retried after their back-off.
     pub fn maintenance(&self) {
+        self.adjust_locking();
         let now = Instant::now();
         if self.ack_due.lock().is_some_and(|d| now >= d) {
             if let Err(e) = self.acknowledge() {
@@ -657,9 +702,9 @@ impl Database {
             let a = self.acked.lock();
             (a.rows.len(), a.record.as_ref().map_or(0, |r| r.len()), a.root.is_some())
         };
-        let unsynced = {
+        let (unsynced, db_exclusive) = {
             let p = self.persisted.lock();
-            p.unsynced.len() + usize::from(p.unsynced_root.is_some())
+            (p.unsynced.len() + usize::from(p.unsynced_root.is_some()), p.store.as_ref().is_some_and(|s| s.locking() == Locking::Exclusive))
         };
         let t = self.tree.read();
         DbStats {
@@ -674,6 +719,8 @@ impl Database {
             store_error: self.store_error().map(|e| e.to_string()),
             store_failures: self.store_failures.load(Ordering::SeqCst),
             entries: t.len(),
+            db_exclusive,
+            db_exclusive_when_alone: self.sharing.is_some(),
         }
     }
 

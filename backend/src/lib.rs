@@ -7,8 +7,11 @@
 pub mod database;
 pub mod entry;
 pub mod error;
+pub mod db_sharing;
 pub mod index;
 pub mod locks;
+pub mod memory;
+pub mod open_gate;
 pub mod name_bytes;
 pub mod observed;
 pub mod path;

@@ -84,11 +84,25 @@ pub struct LoadedRows {
     pub has_version_row: bool,
 }
 
+/// How the store's connection locks `config.db`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Locking {
+    /// SQLite's normal locking: the WAL index lives in `config.db-shm` beside the database,
+    /// every process can open the database at the same time (the original's way). Each
+    /// store transaction dirties 2-3 of its pages, which the kernel writes to the disk.
+    Shared,
+    /// `locking_mode=EXCLUSIVE` set before the first WAL access: the WAL index lives in the
+    /// daemon's heap, no `-shm` file exists, and other processes get "database is locked"
+    /// until the store switches back to [`Locking::Shared`] (see `crate::foreign_opens`).
+    Exclusive,
+}
+
 /// An open `config.db`.
 pub struct Store {
     conn: Connection,
     path: PathBuf,
     transactions: u64,
+    locking: Locking,
 }
 
 impl std::fmt::Debug for Store {
@@ -103,8 +117,24 @@ fn sql_err(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
 
 impl Store {
     /// Opens (creating if missing) the database with the original's settings: mode 0600,
-    /// WAL journal, synchronous=NORMAL, 10 s busy timeout, `tree` table.
+    /// WAL journal, synchronous=NORMAL, 10 s busy timeout, `tree` table, shared locking.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Store::open_with(path, Locking::Shared)
+    }
+
+    /// [`Store::open`] with the given locking. An exclusive open that finds the database
+    /// in use (another process holds a lock past the busy timeout) falls back to shared.
+    pub fn open_with(path: &Path, locking: Locking) -> Result<Store, StoreError> {
+        match Store::open_locked(path, locking) {
+            Err(StoreError::Sql { source, .. }) if locking == Locking::Exclusive && source.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) => {
+                tracing::info!(target: "database", "database '{}' is in use by another process - opening it shared", path.display());
+                Store::open_locked(path, Locking::Shared)
+            }
+            other => other,
+        }
+    }
+
+    fn open_locked(path: &Path, locking: Locking) -> Result<Store, StoreError> {
         let p = path.display().to_string();
         let existed = path.metadata().map(|m| m.len() > 0).unwrap_or(false);
         let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE)
@@ -113,6 +143,11 @@ impl Store {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
                 .map_err(|source| StoreError::Io { path: p.clone(), source })?;
+        }
+        if locking == Locking::Exclusive {
+            // before the first access of a WAL database, so that no -shm is ever mapped
+            // (the pragma itself reads nothing)
+            conn.pragma_update(None, "locking_mode", "EXCLUSIVE").map_err(sql_err(path))?;
         }
         // Reading the schema is the first access: a non-SQLite file fails here.
         let tables: Vec<String> = conn
@@ -142,9 +177,53 @@ impl Store {
         if cols.iter().map(String::as_str).ne(want.iter().copied()) {
             return Err(StoreError::Foreign { path: p, why: format!("table 'tree' has columns ({}), expected ({})", cols.join(", "), want.join(", ")) });
         }
-        let store = Store { conn, path: path.to_path_buf(), transactions: 0 };
+        let store = Store { conn, path: path.to_path_buf(), transactions: 0, locking };
+        if locking == Locking::Exclusive {
+            // the exclusive lock is taken by the first read: take it now, not in a transaction
+            store.conn.query_row("SELECT count(*) FROM tree WHERE inode = 0", [], |r| r.get::<_, i64>(0)).map_err(sql_err(path))?;
+            store.remove_stale_shm();
+        }
         store.presize_wal();
         Ok(store)
+    }
+
+    /// The locking the connection uses.
+    pub fn locking(&self) -> Locking {
+        self.locking
+    }
+
+    /// Closes the connection (SQLite checkpoints the WAL into `config.db` when it is the
+    /// last one) and opens the database again with `locking`. On failure the store keeps
+    /// an open connection in SQLite's default (shared) locking and reports the error.
+    pub fn reopen(&mut self, locking: Locking) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        // no file access yet: the old connection's close still finds itself alone
+        let placeholder = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(sql_err(&path))?;
+        let old = std::mem::replace(&mut self.conn, placeholder);
+        self.locking = Locking::Shared;
+        keep_wal_file(&old);
+        old.close().map_err(|(_, source)| StoreError::Sql { path: path.display().to_string(), source })?;
+        let fresh = Store::open_with(&path, locking)?;
+        let transactions = self.transactions;
+        *self = fresh;
+        self.transactions = transactions;
+        Ok(())
+    }
+
+    /// A `-shm` file left beside the database (a shared phase that ended in a crash, or the
+    /// previous release) means nothing to an exclusive connection: removed, so that a clean
+    /// stop leaves `config.db` alone. Nobody else can be using it: we hold the lock.
+    fn remove_stale_shm(&self) {
+        let mut shm = self.path.clone().into_os_string();
+        shm.push("-shm");
+        // never one this connection maps (SQLite would then share its index through it)
+        let mapped = std::fs::read("/proc/self/maps").map_or(true, |m| {
+            let needle = shm.as_encoded_bytes();
+            m.windows(needle.len()).any(|w| w == needle)
+        });
+        if !mapped {
+            let _ = std::fs::remove_file(&shm);
+        }
     }
 
     /// Grows the WAL once, with zeros after its last frame, to the size SQLite's automatic
@@ -191,7 +270,7 @@ impl Store {
         if !has_tree {
             return Err(StoreError::Foreign { path: p, why: "no 'tree' table".into() });
         }
-        Ok(Store { conn, path: path.to_path_buf(), transactions: 0 })
+        Ok(Store { conn, path: path.to_path_buf(), transactions: 0, locking: Locking::Shared })
     }
 
     pub fn path(&self) -> &Path {
@@ -348,6 +427,16 @@ impl Store {
         std::fs::File::open(&path)
             .and_then(|f| f.sync_all())
             .map_err(|source| StoreError::Io { path: path.display().to_string(), source })
+    }
+}
+
+/// Asks SQLite to keep the (checkpointed, pre-sized) WAL file when this connection closes
+/// (`SQLITE_FCNTL_PERSIST_WAL`), so that a change of locking rewrites no 4 MiB WAL.
+fn keep_wal_file(conn: &Connection) {
+    let mut on: std::os::raw::c_int = 1;
+    // SAFETY: the handle is the live connection's; the file control only reads `on`
+    unsafe {
+        rusqlite::ffi::sqlite3_file_control(conn.handle(), c"main".as_ptr(), rusqlite::ffi::SQLITE_FCNTL_PERSIST_WAL, (&mut on as *mut std::os::raw::c_int).cast());
     }
 }
 

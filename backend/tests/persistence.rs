@@ -23,7 +23,7 @@ fn dirs() -> Dirs {
 }
 
 fn opts(d: &Dirs, w: Duration) -> DatabaseOptions {
-    DatabaseOptions { sync_interval: w, record_dir: Some(d.run.clone()) }
+    DatabaseOptions { sync_interval: w, record_dir: Some(d.run.clone()), exclusive_when_alone: None }
 }
 
 fn write(db: &Database, path: &str, data: &[u8]) {
@@ -240,7 +240,7 @@ fn a_full_record_reaches_the_writer_as_enospc_and_nothing_is_lost() {
     let small = SmallTmpfs::mount(64);
     let tmp = tempfile::tempdir().unwrap();
     let db_path = tmp.path().join("config.db");
-    let db = Database::open(&db_path, DatabaseOptions { sync_interval: Duration::from_secs(3600), record_dir: Some(small.dir.path().to_path_buf()) }).unwrap();
+    let db = Database::open(&db_path, DatabaseOptions { sync_interval: Duration::from_secs(3600), record_dir: Some(small.dir.path().to_path_buf()), exclusive_when_alone: None }).unwrap();
     write(&db, "small", b"fits");
     db.apply(&Op::Create { path: "big".into() }, S, Durability::Deferred).unwrap();
     let e = db.apply(&Op::Write { path: "big".into(), offset: 0, data: vec![1; 512 * 1024], truncate: true }, S, Durability::Commit).unwrap_err();

@@ -39,6 +39,9 @@ pub(crate) struct NgStats {
     pub(crate) wal_syncs: u64,
     pub(crate) dirty: bool,
     pub(crate) failed: bool,
+    /// config.db locked exclusively (None: shared all the time, or a build without the
+    /// exclusive-when-alone store).
+    pub(crate) db_exclusive: Option<bool>,
 }
 
 pub(crate) fn thread_write_bytes() -> io::Result<u64> {

@@ -22,7 +22,8 @@ pub(crate) struct Args {
     /// A daemon to measure (repeatable): NAME=CMD, CMD split on spaces, {root} and {node}
     /// replaced per instance. Without {root} the daemon uses the real paths and runs isolated
     /// in private mount, network and UTS namespaces (the original: 'orig=/usr/bin/pmxcfs -f -l').
-    /// NAME alone selects a built-in: pmxcfs-ng (default W), ng-wMS (--sync-interval MS).
+    /// NAME alone selects a built-in: pmxcfs-ng (default W), ng-wMS (--sync-interval MS),
+    /// ng-shared (default W, --shared-db: config.db shared with other processes all the time).
     #[arg(long = "daemon", value_name = "NAME[=CMD]")]
     daemons: Vec<String>,
 

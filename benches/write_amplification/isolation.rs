@@ -87,9 +87,11 @@ impl DaemonSpec {
     /// pmxcfs-ng at its default W, or `ng-wMS` at `--sync-interval MS`.
     pub(crate) fn builtin(name: &str) -> Option<DaemonSpec> {
         let bin = env!("CARGO_BIN_EXE_pmxcfs");
-        let base = format!("{bin} -f -l --root {{root}} --nodename {{node}}");
+        // the benchmark's own checkpoint opens config.db: back to exclusive 2 s after it
+        let base = format!("{bin} -f -l --root {{root}} --nodename {{node}} --shared-db-hold 2");
         let (cmd, w) = match name {
             "pmxcfs-ng" => (base, DEFAULT_W_MS),
+            "ng-shared" => (format!("{base} --shared-db"), DEFAULT_W_MS),
             _ => {
                 let ms: u64 = name.strip_prefix("ng-w")?.parse().ok()?;
                 (format!("{base} --sync-interval {ms}"), ms)

@@ -131,6 +131,7 @@ fn run_rep(spec: &DaemonSpec, w: Workload, cfg: &Config, db: Option<&Path>) -> i
     // Start from an empty WAL (as right after a checkpoint), so what is left in it at the end
     // is the workload's, and from clean pages.
     checkpoint_debt(&d.dirs.db_dir().join("config.db"))?;
+    d.wait_alone_again()?;
     d.sync_db_dir()?;
     let dev0 = d.dirs.device_bytes()?;
     let io0 = d.io()?;
