@@ -23,6 +23,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[path = "common/corosync.rs"]
+mod corosync;
+
+use corosync::{daemon_pid, Corosync, RunNames};
+
 const BIN: &str = env!("CARGO_BIN_EXE_pmxcfs");
 
 static ABORT: AtomicBool = AtomicBool::new(false);
@@ -33,10 +38,6 @@ extern "C" fn on_signal(_: libc::c_int) {
 
 fn aborted() -> bool {
     ABORT.load(Ordering::SeqCst)
-}
-
-fn harness() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/harness/cluster.sh")
 }
 
 fn is_mounted(mountpoint: &Path) -> bool {
@@ -88,21 +89,6 @@ fn write_bytes(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// The pmxcfs process serving `root` (the harness starts it under `ip netns exec`).
-fn daemon_pid(root: &Path) -> Option<u32> {
-    let want = root.to_string_lossy().to_string();
-    for e in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else { continue };
-        let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
-        let exe_ok = std::fs::read_link(e.path().join("exe")).map(|p| p == Path::new(BIN)).unwrap_or(false);
-        if exe_ok && args.windows(2).any(|w| w[0] == b"--root" && w[1] == want.as_bytes()) {
-            return Some(pid);
-        }
-    }
-    None
-}
-
 struct Node {
     id: u32,
     root: tempfile::TempDir,
@@ -116,38 +102,17 @@ impl Node {
     }
 }
 
-/// The corosync cluster and the daemons; Drop tears everything down.
+/// The corosync cluster and the daemons; Drop stops the daemons, then corosync goes down.
 struct Cluster {
-    env: Vec<(String, String)>,
-    base: PathBuf,
+    coro: Corosync,
     nodes: Vec<Node>,
-    up: bool,
 }
 
 impl Cluster {
-    fn sh(&self, args: &[&str]) -> Result<(), String> {
-        let out = Command::new("bash").arg(harness()).args(args).envs(self.env.iter().map(|(k, v)| (k, v))).output().map_err(|e| e.to_string())?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!("cluster.sh {args:?} failed:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
-        }
-    }
-
     fn up(n: u32) -> Result<Cluster, String> {
-        let tag = std::process::id() % 200 + 20;
-        let base = PathBuf::from(format!("/tmp/pmxcfs-ng-bench-{}", std::process::id()));
-        let env = vec![
-            ("CORO_BASE".into(), base.display().to_string()),
-            ("CORO_PREFIX".into(), format!("pxbl{tag}n")),
-            ("CORO_NET".into(), format!("10.223.{tag}")),
-            ("CORO_NAME".into(), "ngbench".into()),
-            ("CORO_TOKEN".into(), "1000".into()),
-            ("CORO_TOKEN_COEFF".into(), "0".into()),
-        ];
-        let mut c = Cluster { env, base, nodes: Vec::new(), up: true };
-        c.sh(&["up", &n.to_string()])?;
-        let conf = std::fs::read(c.base.join("n1/corosync.conf")).map_err(|e| format!("harness corosync.conf: {e}"))?;
+        let names = RunNames { dir: "bench", prefix: "pxbl", net: "10.223", tag_from: 20, cluster: "ngbench" };
+        let mut c = Cluster { coro: Corosync::up(n, &names)?, nodes: Vec::new() };
+        let conf = c.coro.conf()?;
         for id in 1..=n {
             let root = tempfile::Builder::new().prefix("pmxcfs-bench.").tempdir().map_err(|e| e.to_string())?;
             seed_database(root.path(), id, &conf)?;
@@ -162,15 +127,10 @@ impl Cluster {
     fn start_daemon(&mut self, i: usize) -> Result<(), String> {
         let id = self.nodes[i].id;
         let root = self.nodes[i].root.path().to_path_buf();
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(root.join("daemon.log")).map_err(|e| e.to_string())?;
-        let mut cmd = Command::new("bash");
-        cmd.arg(harness()).args(["netexec", &id.to_string(), BIN, "-f", "--nodename", &format!("node{id}"), "--root"]).arg(&root);
-        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
-        cmd.stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log);
-        self.nodes[i].child = Some(cmd.spawn().map_err(|e| e.to_string())?);
+        self.nodes[i].child = Some(self.coro.spawn_daemon(BIN, id, &root)?);
         let mnt = self.nodes[i].mnt();
         wait_for(&format!("node{id} mounted"), 30, || is_mounted(&mnt))?;
-        self.nodes[i].pid = daemon_pid(&root).ok_or_else(|| format!("no pmxcfs process for node{id}"))?;
+        self.nodes[i].pid = daemon_pid(BIN, &root).ok_or_else(|| format!("no pmxcfs process for node{id}"))?;
         Ok(())
     }
 }
@@ -186,10 +146,6 @@ impl Drop for Cluster {
                 kill_and_wait(&mut c, 20);
             }
             lazy_umount(&n.mnt());
-        }
-        if self.up {
-            let _ = self.sh(&["down"]);
-            let _ = std::fs::remove_dir_all(&self.base);
         }
     }
 }

@@ -4,55 +4,26 @@
 //! node1 makes `--changes` overwrites, and catches up when started again.
 use super::*;
 
-fn harness() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/harness/cluster.sh")
-}
+#[path = "../common/corosync.rs"]
+mod corosync;
 
-/// The corosync cluster; Drop stops the daemons and tears corosync down.
+use corosync::{daemon_pid, Corosync, RunNames};
+
+/// The corosync cluster and the daemons on it; Drop stops the daemons, then corosync goes down.
 struct Coro {
-    env: Vec<(String, String)>,
-    base: PathBuf,
+    coro: Corosync,
     daemons: Vec<(Child, u32, PathBuf)>,
 }
 
 impl Coro {
-    fn sh(&self, args: &[&str]) -> Result<(), String> {
-        let out = Command::new("bash").arg(harness()).args(args).envs(self.env.iter().map(|(k, v)| (k, v))).output().map_err(|e| e.to_string())?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!("cluster.sh {args:?} failed:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
-        }
-    }
-
     fn up() -> Result<Coro, String> {
-        let tag = std::process::id() % 200 + 30;
-        let base = PathBuf::from(format!("/tmp/pmxcfs-ng-scale-{}", std::process::id()));
-        let env = vec![
-            ("CORO_BASE".into(), base.display().to_string()),
-            ("CORO_PREFIX".into(), format!("pxsc{tag}n")),
-            ("CORO_NET".into(), format!("10.227.{tag}")),
-            ("CORO_NAME".into(), "ngscale".into()),
-            ("CORO_TOKEN".into(), "1000".into()),
-            ("CORO_TOKEN_COEFF".into(), "0".into()),
-        ];
-        let c = Coro { env, base, daemons: Vec::new() };
-        c.sh(&["up", "2"])?;
-        Ok(c)
-    }
-
-    fn conf(&self) -> Result<Vec<u8>, String> {
-        fs::read(self.base.join("n1/corosync.conf")).map_err(|e| format!("harness corosync.conf: {e}"))
+        let names = RunNames { dir: "scale", prefix: "pxsc", net: "10.227", tag_from: 30, cluster: "ngscale" };
+        Ok(Coro { coro: Corosync::up(2, &names)?, daemons: Vec::new() })
     }
 
     /// Starts `bin` as node `id` on `root`; returns its pid once mounted.
     fn start(&mut self, bin: &str, id: u32, root: &Path) -> Result<u32, String> {
-        let log = fs::OpenOptions::new().create(true).append(true).open(root.join("daemon.log")).map_err(|e| e.to_string())?;
-        let mut cmd = Command::new("bash");
-        cmd.arg(harness()).args(["netexec", &id.to_string(), bin, "-f", "--nodename", &format!("node{id}"), "--root"]).arg(root);
-        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
-        cmd.stdin(Stdio::null()).stdout(log.try_clone().map_err(|e| e.to_string())?).stderr(log);
-        let child = cmd.spawn().map_err(|e| e.to_string())?;
+        let child = self.coro.spawn_daemon(bin, id, root)?;
         let mnt = root.join("etc/pve");
         let t0 = Instant::now();
         let pid = loop {
@@ -97,24 +68,7 @@ impl Drop for Coro {
             stop_pid(&mut child, pid);
             lazy_umount(&root.join("etc/pve"));
         }
-        let _ = self.sh(&["down"]);
-        let _ = fs::remove_dir_all(&self.base);
     }
-}
-
-/// The process of `bin` serving `root` (the harness starts it under `ip netns exec`).
-fn daemon_pid(bin: &str, root: &Path) -> Option<u32> {
-    let want = root.to_string_lossy().to_string();
-    for e in fs::read_dir("/proc").ok()?.flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(cmd) = fs::read(e.path().join("cmdline")) else { continue };
-        let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
-        let exe_ok = fs::read_link(e.path().join("exe")).map(|p| p == Path::new(bin)).unwrap_or(false);
-        if exe_ok && args.windows(2).any(|w| w[0] == b"--root" && w[1] == want.as_bytes()) {
-            return Some(pid);
-        }
-    }
-    None
 }
 
 /// Like `pvecm create`/`add`: local mode, put corosync.conf into the database, stop.
@@ -161,7 +115,7 @@ pub fn run(p: &Params, spec: &DaemonSpec, local_root: &Path) -> Result<Map<Strin
     let bin = spec.argv[0].clone();
     let mut r = Map::new();
     let mut coro = Coro::up()?;
-    let conf = coro.conf()?;
+    let conf = coro.coro.conf()?;
     let work = Root::new(&p.base, &format!("{}-cluster", spec.name)).map_err(|e| e.to_string())?;
     let (root1, root2) = (work.path().join("node1"), work.path().join("node2"));
     // node1: the local round's tree (+ corosync.conf); node2: a fresh node

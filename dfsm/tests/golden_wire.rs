@@ -67,7 +67,7 @@ fn rebuild(r: &Record) -> Vec<u8> {
                 let e = ClogEntry::decode(payload).unwrap_or_else(|e| panic!("{}: {e}", at(r)));
                 assert_eq!(
                     e.expected_digests(),
-                    (e.node_digest, e.ident_digest),
+                    (e.meta.node_digest, e.meta.ident_digest),
                     "{}",
                     at(r)
                 );

@@ -18,7 +18,7 @@ use pmxcfs_dfsm::wire::frame::{
     encode_verify_request, split_state,
 };
 use pmxcfs_dfsm::wire::index::{IndexEntry, MemdbIndex};
-use pmxcfs_dfsm::wire::kvstore::{fnv1a64, ClogEntry, ClogState, KvUpdate};
+use pmxcfs_dfsm::wire::kvstore::{fnv1a64, ClogEntry, ClogMeta, ClogState, KvUpdate};
 use pmxcfs_dfsm::wire::update::{DbChecksum, InodeRecord, DT_DIR, DT_REG};
 use pmxcfs_dfsm::wire::{BaseHeader, Epoch, Frame, MessageType};
 use sha2::{Digest, Sha256};
@@ -805,12 +805,14 @@ fn kvstore_log_is_a_clog_entry_with_4_padding_bytes() {
     let want = ClogEntry {
         prev: 0,
         next: 0,
-        uid: 7,
-        time: TIME,
-        node_digest: 0xe6f5_e3c2_20c8_fefc,
-        ident_digest: 0x4dd1_e246_1dbc_53bf,
-        pid: 1234,
-        priority: 6,
+        meta: ClogMeta {
+            uid: 7,
+            time: TIME,
+            node_digest: 0xe6f5_e3c2_20c8_fefc,
+            ident_digest: 0x4dd1_e246_1dbc_53bf,
+            pid: 1234,
+            priority: 6,
+        },
         node: b"node1",
         ident: b"root",
         tag: b"tag",
@@ -819,7 +821,7 @@ fn kvstore_log_is_a_clog_entry_with_4_padding_bytes() {
     assert_eq!(ClogEntry::decode(entry).unwrap(), want);
     assert_eq!(
         want.expected_digests(),
-        (want.node_digest, want.ident_digest)
+        (want.meta.node_digest, want.meta.ident_digest)
     );
     assert_eq!(want.encoded_len(), entry.len());
     assert_eq!(

@@ -208,6 +208,60 @@ fn plain_id(id: &str) -> bool {
     !id.is_empty() && !id.contains('/') && id != "." && id != ".."
 }
 
+/// One family of RRD keys: the pre-9.0 prefix and the versioned `pve-<kind>-<ver>/` one.
+struct KeyFamily {
+    kind: RrdKind,
+    /// Leading live columns dropped before the timestamp.
+    skip: usize,
+    legacy: &'static str,
+    /// Data columns of a legacy row, padded up to the 9.0 layout (`None`: not padded).
+    legacy_columns: Option<usize>,
+    versioned: &'static str,
+}
+
+const KEY_FAMILIES: [KeyFamily; 3] = [
+    KeyFamily {
+        kind: RrdKind::Node,
+        skip: 2,
+        legacy: "pve2-node/",
+        legacy_columns: Some(12),
+        versioned: "pve-node-",
+    },
+    KeyFamily {
+        kind: RrdKind::Vm,
+        skip: 4,
+        legacy: "pve2.3-vm/",
+        legacy_columns: Some(10),
+        versioned: "pve-vm-",
+    },
+    KeyFamily {
+        kind: RrdKind::Storage,
+        skip: 0,
+        legacy: "pve2-storage/",
+        legacy_columns: None,
+        versioned: "pve-storage-",
+    },
+];
+
+impl KeyFamily {
+    /// How the columns of `key`'s rows are adjusted; `None` when `key` is not of this family.
+    fn adjust(&self, key: &str) -> Option<ColumnAdjust> {
+        let columns = self.kind.columns();
+        if key.starts_with(self.legacy) {
+            return Some(
+                self.legacy_columns
+                    .map_or(ColumnAdjust::None, |n| ColumnAdjust::Pad(columns - n)),
+            );
+        }
+        let version = key.strip_prefix(self.versioned)?;
+        Some(if version.starts_with("9.0/") {
+            ColumnAdjust::None
+        } else {
+            ColumnAdjust::Keep(columns)
+        })
+    }
+}
+
 impl RrdTarget {
     /// Parse `pve2-node/<node>`, `pve-node-<ver>/<node>`, `pve2.3-vm/<vmid>`,
     /// `pve-vm-<ver>/<vmid>`, `pve2-storage/<node>/<storage>`,
@@ -216,36 +270,11 @@ impl RrdTarget {
     pub fn parse(key: &str) -> Result<RrdTarget, RrdError> {
         let bad = || RrdError::BadKey(key.to_string());
         let id = key.split_once('/').map(|(_, id)| id).unwrap_or("");
-        let (kind, skip, adjust) = if key.starts_with("pve2-node/") || key.starts_with("pve-node-")
-        {
-            let adjust = if key.starts_with("pve2-node/") {
-                ColumnAdjust::Pad(RrdKind::Node.columns() - 12)
-            } else if key.starts_with("pve-node-9.0/") {
-                ColumnAdjust::None
-            } else {
-                ColumnAdjust::Keep(RrdKind::Node.columns())
-            };
-            (RrdKind::Node, 2, adjust)
-        } else if key.starts_with("pve2.3-vm/") || key.starts_with("pve-vm-") {
-            let adjust = if key.starts_with("pve2.3-vm/") {
-                ColumnAdjust::Pad(RrdKind::Vm.columns() - 10)
-            } else if key.starts_with("pve-vm-9.0/") {
-                ColumnAdjust::None
-            } else {
-                ColumnAdjust::Keep(RrdKind::Vm.columns())
-            };
-            (RrdKind::Vm, 4, adjust)
-        } else if key.starts_with("pve2-storage/") || key.starts_with("pve-storage-") {
-            let adjust = if key.starts_with("pve-storage-") && !key.starts_with("pve-storage-9.0/")
-            {
-                ColumnAdjust::Keep(RrdKind::Storage.columns())
-            } else {
-                ColumnAdjust::None
-            };
-            (RrdKind::Storage, 0, adjust)
-        } else {
-            return Err(bad());
-        };
+        let (family, adjust) = KEY_FAMILIES
+            .iter()
+            .find_map(|f| f.adjust(key).map(|a| (f, a)))
+            .ok_or_else(bad)?;
+        let (kind, skip) = (family.kind, family.skip);
         let ok = match kind {
             RrdKind::Storage => id
                 .split_once('/')

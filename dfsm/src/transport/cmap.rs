@@ -10,17 +10,15 @@ use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
 use rust_corosync::cmap::{self, Data, TrackType};
 use rust_corosync::DispatchFlags;
 use tracing::{error, info};
 
 use super::cpg::CsError;
-use super::{poll2, LogThrottle, Waker};
+use super::service::{Conn, ServiceClient, ServiceThread};
 
 /// One `nodelist.node.<n>` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,17 +180,16 @@ fn notify_fn(
     CHANGED.with(|c| c.set(true));
 }
 
-struct Shared {
+/// What the tracker thread keeps current for the tracker's readers.
+struct Current {
     info: Mutex<Option<ClusterInfo>>,
     version: AtomicU64,
-    stop: AtomicBool,
-    waker: Waker,
 }
 
 /// Keeps a current [`ClusterInfo`] in a background thread.
 pub struct CmapTracker {
-    shared: Arc<Shared>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    current: Arc<Current>,
+    thread: ServiceThread,
 }
 
 impl fmt::Debug for CmapTracker {
@@ -207,25 +204,23 @@ impl CmapTracker {
     /// Start tracking; `on_change` runs on the tracker thread after every
     /// successful (re-)read. Succeeds without corosync (retries).
     pub fn spawn(on_change: Option<CmapCallback>) -> io::Result<Self> {
-        let shared = Arc::new(Shared {
+        let current = Arc::new(Current {
             info: Mutex::new(None),
             version: AtomicU64::new(0),
-            stop: AtomicBool::new(false),
-            waker: Waker::new()?,
         });
-        let s = Arc::clone(&shared);
-        let thread = std::thread::Builder::new()
-            .name("confdb".into())
-            .spawn(move || run(s, on_change))?;
+        let client = CmapClient {
+            current: Arc::clone(&current),
+            on_change,
+        };
         Ok(CmapTracker {
-            shared,
-            thread: Mutex::new(Some(thread)),
+            current,
+            thread: ServiceThread::spawn("confdb", client)?,
         })
     }
 
     /// The last successful read, `None` before the first one.
     pub fn info(&self) -> Option<ClusterInfo> {
-        self.shared
+        self.current
             .info
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -234,17 +229,12 @@ impl CmapTracker {
 
     /// Bumped after every successful read (0 = none yet).
     pub fn version(&self) -> u64 {
-        self.shared.version.load(Ordering::Acquire)
+        self.current.version.load(Ordering::Acquire)
     }
 
     /// Finalize and join the thread. Idempotent.
     pub fn shutdown(&self) {
-        self.shared.stop.store(true, Ordering::Release);
-        self.shared.waker.wake();
-        let t = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(t) = t {
-            let _ = t.join();
-        }
+        self.thread.shutdown();
     }
 }
 
@@ -254,41 +244,14 @@ impl Drop for CmapTracker {
     }
 }
 
-struct Conn {
-    handle: cmap::Handle,
-    fd: i32,
+/// The tracker thread's side: where it stores each read and whom it tells.
+struct CmapClient {
+    current: Arc<Current>,
+    on_change: Option<CmapCallback>,
 }
 
-fn init() -> Result<Conn, CsError> {
-    let handle = cmap::initialize(cmap::Map::Icmap).map_err(CsError::from)?;
-    let cb = cmap::NotifyCallback {
-        notify_fn: Some(notify_fn),
-    };
-    cmap::track_add(
-        &handle,
-        "nodelist.node.",
-        TrackType::PREFIX | TrackType::ADD | TrackType::DELETE | TrackType::MODIFY,
-        &cb,
-        0,
-    )
-    .map_err(CsError::from)?;
-    cmap::track_add(
-        &handle,
-        "totem.config_version",
-        TrackType::ADD | TrackType::DELETE | TrackType::MODIFY,
-        &cb,
-        0,
-    )
-    .map_err(CsError::from)?;
-    let fd = cmap::fd_get(&handle).map_err(CsError::from)?;
-    Ok(Conn { handle, fd })
-}
-
-fn run(shared: Arc<Shared>, on_change: Option<CmapCallback>) {
-    let mut conn: Option<Conn> = None;
-    let mut next_init = Instant::now();
-    let mut log = LogThrottle::new(Duration::from_secs(5));
-    let store = |info: ClusterInfo| {
+impl CmapClient {
+    fn store(&self, info: ClusterInfo) {
         info!(
             target: "confdb",
             "cluster '{}' config version {}: {} nodes",
@@ -296,65 +259,63 @@ fn run(shared: Arc<Shared>, on_change: Option<CmapCallback>) {
             info.config_version,
             info.nodes.len()
         );
-        if let Some(cb) = &on_change {
+        if let Some(cb) = &self.on_change {
             cb(&info);
         }
-        *shared.info.lock().unwrap_or_else(|e| e.into_inner()) = Some(info);
-        shared.version.fetch_add(1, Ordering::AcqRel);
-    };
-    while !shared.stop.load(Ordering::Acquire) {
-        if conn.is_none() && Instant::now() >= next_init {
-            next_init = Instant::now() + Duration::from_secs(1);
-            match init().and_then(|c| read_cluster_info(&c.handle).map(|i| (c, i))) {
-                Ok((c, info)) => {
-                    log.reset();
-                    conn = Some(c);
-                    store(info);
-                }
-                Err(e) => {
-                    if log.ready() {
-                        error!(target: "confdb", "cmap_initialize failed: {e}");
-                    }
-                }
-            }
-        }
-        let deadline = if conn.is_some() {
-            Instant::now() + Duration::from_secs(1)
-        } else {
-            next_init
+        *self.current.info.lock().unwrap_or_else(|e| e.into_inner()) = Some(info);
+        self.current.version.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+impl ServiceClient for CmapClient {
+    type Handle = cmap::Handle;
+
+    fn connect(&mut self) -> Result<Conn<cmap::Handle>, CsError> {
+        let handle = cmap::initialize(cmap::Map::Icmap).map_err(CsError::from)?;
+        let cb = cmap::NotifyCallback {
+            notify_fn: Some(notify_fn),
         };
-        let (wake, readable) = poll2(
-            shared.waker.raw_fd(),
-            conn.as_ref().map(|c| c.fd),
-            Some(deadline),
-        );
-        if wake {
-            shared.waker.drain();
+        cmap::track_add(
+            &handle,
+            "nodelist.node.",
+            TrackType::PREFIX | TrackType::ADD | TrackType::DELETE | TrackType::MODIFY,
+            &cb,
+            0,
+        )
+        .map_err(CsError::from)?;
+        cmap::track_add(
+            &handle,
+            "totem.config_version",
+            TrackType::ADD | TrackType::DELETE | TrackType::MODIFY,
+            &cb,
+            0,
+        )
+        .map_err(CsError::from)?;
+        let fd = cmap::fd_get(&handle).map_err(CsError::from)?;
+        let info = read_cluster_info(&handle)?;
+        self.store(info);
+        Ok(Conn { handle, fd })
+    }
+
+    fn connect_failed(&mut self, e: CsError, report: bool) {
+        if report {
+            error!(target: "confdb", "cmap_initialize failed: {e}");
         }
-        if !readable {
-            continue;
-        }
-        let Some(c) = conn.as_ref() else { continue };
+    }
+
+    fn dispatch(&mut self, conn: &Conn<cmap::Handle>) -> Result<(), CsError> {
         CHANGED.with(|f| f.set(false));
-        let res = cmap::dispatch(&c.handle, DispatchFlags::All);
+        let res = cmap::dispatch(&conn.handle, DispatchFlags::All);
         let changed = CHANGED.with(|f| f.replace(false));
-        let res = res.map_err(CsError::from).and_then(|()| {
-            if changed {
-                read_cluster_info(&c.handle).map(Some)
-            } else {
-                Ok(None)
-            }
-        });
-        match res {
-            Ok(Some(info)) => store(info),
-            Ok(None) => {}
-            Err(CsError::TRY_AGAIN) => {}
-            Err(e) => {
-                error!(target: "confdb", "cmap_dispatch failed: {e}");
-                conn = None;
-                next_init = Instant::now() + Duration::from_secs(1);
-            }
+        res.map_err(CsError::from)?;
+        if changed {
+            self.store(read_cluster_info(&conn.handle)?);
         }
+        Ok(())
+    }
+
+    fn dispatch_failed(&mut self, e: CsError) {
+        error!(target: "confdb", "cmap_dispatch failed: {e}");
     }
 }
 

@@ -14,6 +14,7 @@
 //! * [`quorum`]: [`QuorumTracker`], the quorate flag with change tracking.
 //! * [`cmap`]: [`CmapTracker`] and [`ClusterInfo`], the cluster name,
 //!   config version and nodelist.
+//! * `service`: the reconnecting thread both trackers run on.
 //!
 //! Every thread here reconnects by itself when corosync goes away.
 //! Logging uses `tracing` targets `dfsm`, `cpg`, `quorum` and `confdb`.
@@ -45,6 +46,7 @@ pub mod cmap;
 pub mod cpg;
 pub mod group;
 pub mod quorum;
+mod service;
 
 pub use cmap::{ClusterInfo, CmapTracker, NodeInfo};
 pub use cpg::{CpgEvent, CpgHandle, CsError, GroupName, DCDB_GROUP, KVSTORE_GROUP};

@@ -10,16 +10,14 @@ use std::cell::Cell;
 use std::fmt;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use rust_corosync::quorum;
 use rust_corosync::{DispatchFlags, NodeId, TrackFlags};
 use tracing::{error, info};
 
 use super::cpg::CsError;
-use super::{poll2, LogThrottle, Waker};
+use super::service::{Conn, ServiceClient, ServiceThread};
 
 /// Called on the tracker thread whenever the quorate flag changes.
 pub type QuorumCallback = Box<dyn Fn(bool) + Send + 'static>;
@@ -39,16 +37,10 @@ fn notification_fn(
     NOTIFIED.with(|c| c.set(Some(quorate)));
 }
 
-struct Shared {
-    quorate: Arc<AtomicBool>,
-    stop: AtomicBool,
-    waker: Waker,
-}
-
 /// Tracks corosync's quorate flag in a background thread.
 pub struct QuorumTracker {
-    shared: Arc<Shared>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    quorate: Arc<AtomicBool>,
+    thread: ServiceThread,
 }
 
 impl fmt::Debug for QuorumTracker {
@@ -72,39 +64,29 @@ impl QuorumTracker {
         on_change: Option<QuorumCallback>,
     ) -> io::Result<Self> {
         quorate.store(false, Ordering::Release);
-        let shared = Arc::new(Shared {
-            quorate,
-            stop: AtomicBool::new(false),
-            waker: Waker::new()?,
-        });
-        let s = Arc::clone(&shared);
-        let thread = std::thread::Builder::new()
-            .name("quorum".into())
-            .spawn(move || run(s, on_change))?;
+        let client = QuorumClient {
+            quorate: Arc::clone(&quorate),
+            on_change,
+        };
         Ok(QuorumTracker {
-            shared,
-            thread: Mutex::new(Some(thread)),
+            quorate,
+            thread: ServiceThread::spawn("quorum", client)?,
         })
     }
 
     /// The current flag.
     pub fn quorate(&self) -> bool {
-        self.shared.quorate.load(Ordering::Acquire)
+        self.quorate.load(Ordering::Acquire)
     }
 
     /// The shared flag (stays valid after shutdown, then false).
     pub fn flag(&self) -> Arc<AtomicBool> {
-        Arc::clone(&self.shared.quorate)
+        Arc::clone(&self.quorate)
     }
 
     /// Finalize and join the thread; the flag becomes false. Idempotent.
     pub fn shutdown(&self) {
-        self.shared.stop.store(true, Ordering::Release);
-        self.shared.waker.wake();
-        let t = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(t) = t {
-            let _ = t.join();
-        }
+        self.thread.shutdown();
     }
 }
 
@@ -114,93 +96,71 @@ impl Drop for QuorumTracker {
     }
 }
 
-struct Conn {
-    handle: quorum::Handle,
-    fd: i32,
+/// The tracker thread's side: the flag it writes and whom it tells.
+struct QuorumClient {
+    quorate: Arc<AtomicBool>,
+    on_change: Option<QuorumCallback>,
 }
 
-fn init() -> Result<(Conn, bool), CsError> {
-    let model = quorum::ModelData::ModelV1(quorum::Model1Data {
-        flags: quorum::Model1Flags::None,
-        quorum_notification_fn: Some(notification_fn),
-        nodelist_notification_fn: None,
-    });
-    let (handle, qtype) = quorum::initialize(&model, 0).map_err(CsError::from)?;
-    if !matches!(qtype, quorum::QuorumType::Set) {
-        error!(target: "quorum", "quorum_initialize failed: quorum provider not configured");
-        return Err(CsError::from(rust_corosync::CsError::CsErrNotSupported));
-    }
-    quorum::trackstart(&handle, TrackFlags::Changes).map_err(CsError::from)?;
-    let fd = quorum::fd_get(&handle).map_err(CsError::from)?;
-    let q = quorum::getquorate(&handle).map_err(CsError::from)?;
-    Ok((Conn { handle, fd }, q))
-}
-
-fn run(shared: Arc<Shared>, on_change: Option<QuorumCallback>) {
-    let mut conn: Option<Conn> = None;
-    let mut next_init = Instant::now();
-    let mut log = LogThrottle::new(Duration::from_secs(5));
-    let set = |q: bool| {
-        let old = shared.quorate.swap(q, Ordering::AcqRel);
+impl QuorumClient {
+    fn set(&self, q: bool) {
+        let old = self.quorate.swap(q, Ordering::AcqRel);
         if old != q {
             if q {
                 info!(target: "quorum", "node has quorum");
             } else {
                 info!(target: "quorum", "node lost quorum");
             }
-            if let Some(cb) = &on_change {
+            if let Some(cb) = &self.on_change {
                 cb(q);
             }
         }
-    };
-    while !shared.stop.load(Ordering::Acquire) {
-        if conn.is_none() && Instant::now() >= next_init {
-            next_init = Instant::now() + Duration::from_secs(1);
-            match init() {
-                Ok((c, q)) => {
-                    log.reset();
-                    conn = Some(c);
-                    set(q);
-                }
-                Err(e) => {
-                    if log.ready() {
-                        error!(target: "quorum", "quorum_initialize failed: {e}");
-                    }
-                    set(false);
-                }
-            }
-        }
-        let deadline = if conn.is_some() {
-            Instant::now() + Duration::from_secs(1)
-        } else {
-            next_init
-        };
-        let (wake, readable) = poll2(
-            shared.waker.raw_fd(),
-            conn.as_ref().map(|c| c.fd),
-            Some(deadline),
-        );
-        if wake {
-            shared.waker.drain();
-        }
-        if readable {
-            if let Some(c) = conn.as_ref() {
-                NOTIFIED.with(|n| n.set(None));
-                let res = quorum::dispatch(&c.handle, DispatchFlags::All);
-                if let Some(q) = NOTIFIED.with(|n| n.take()) {
-                    set(q);
-                }
-                if let Err(e) = res {
-                    if e != rust_corosync::CsError::CsErrTryAgain {
-                        error!(target: "quorum", "quorum_dispatch failed: {}", CsError::from(e));
-                        conn = None; // finalizes
-                        set(false);
-                        next_init = Instant::now() + Duration::from_secs(1);
-                    }
-                }
-            }
-        }
     }
-    drop(conn);
-    set(false);
+}
+
+impl ServiceClient for QuorumClient {
+    type Handle = quorum::Handle;
+
+    fn connect(&mut self) -> Result<Conn<quorum::Handle>, CsError> {
+        let model = quorum::ModelData::ModelV1(quorum::Model1Data {
+            flags: quorum::Model1Flags::None,
+            quorum_notification_fn: Some(notification_fn),
+            nodelist_notification_fn: None,
+        });
+        let (handle, qtype) = quorum::initialize(&model, 0).map_err(CsError::from)?;
+        if !matches!(qtype, quorum::QuorumType::Set) {
+            error!(target: "quorum", "quorum_initialize failed: quorum provider not configured");
+            return Err(CsError::from(rust_corosync::CsError::CsErrNotSupported));
+        }
+        quorum::trackstart(&handle, TrackFlags::Changes).map_err(CsError::from)?;
+        let fd = quorum::fd_get(&handle).map_err(CsError::from)?;
+        let q = quorum::getquorate(&handle).map_err(CsError::from)?;
+        self.set(q);
+        Ok(Conn { handle, fd })
+    }
+
+    fn connect_failed(&mut self, e: CsError, report: bool) {
+        if report {
+            error!(target: "quorum", "quorum_initialize failed: {e}");
+        }
+        self.set(false);
+    }
+
+    fn dispatch(&mut self, conn: &Conn<quorum::Handle>) -> Result<(), CsError> {
+        NOTIFIED.with(|n| n.set(None));
+        let res = quorum::dispatch(&conn.handle, DispatchFlags::All);
+        if let Some(q) = NOTIFIED.with(|n| n.take()) {
+            self.set(q);
+        }
+        res.map_err(CsError::from)
+    }
+
+    fn dispatch_failed(&mut self, e: CsError) {
+        error!(target: "quorum", "quorum_dispatch failed: {e}");
+        self.set(false);
+    }
+
+    fn stopped(&mut self) {
+        self.set(false);
+    }
 }

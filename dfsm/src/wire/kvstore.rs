@@ -82,6 +82,22 @@ impl<'a> KvUpdate<'a> {
     }
 }
 
+/// What a cluster-log entry says besides its ring links and strings: who logged it, when,
+/// with which priority. The one definition of these fields, shared by [`ClogHeader`],
+/// [`ClogEntry`] and the status crate's entries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClogMeta {
+    pub uid: u32,
+    pub time: u32,
+    /// [`fnv1a64`] of node name + NUL.
+    pub node_digest: u64,
+    /// [`fnv1a64`] of ident + NUL.
+    pub ident_digest: u64,
+    pub pid: u32,
+    /// syslog priority 0..=7.
+    pub priority: u8,
+}
+
 /// The fixed part of a cluster-log entry (`clog_entry_t` up to its `data`): the one
 /// definition of the entry layout, used by [`ClogEntry`] and by the status crate's ring.
 ///
@@ -93,12 +109,7 @@ pub struct ClogHeader {
     pub prev: u32,
     /// Ring link: offset just after this entry's slot (0 in messages).
     pub next: u32,
-    pub uid: u32,
-    pub time: u32,
-    pub node_digest: u64,
-    pub ident_digest: u64,
-    pub pid: u32,
-    pub priority: u8,
+    pub meta: ClogMeta,
     /// Field lengths, each including the field's NUL.
     pub node_len: u8,
     pub ident_len: u8,
@@ -116,12 +127,14 @@ impl ClogHeader {
         Ok(ClogHeader {
             prev: r.u32()?,
             next: r.u32()?,
-            uid: r.u32()?,
-            time: r.u32()?,
-            node_digest: r.u64()?,
-            ident_digest: r.u64()?,
-            pid: r.u32()?,
-            priority: r.u8()?,
+            meta: ClogMeta {
+                uid: r.u32()?,
+                time: r.u32()?,
+                node_digest: r.u64()?,
+                ident_digest: r.u64()?,
+                pid: r.u32()?,
+                priority: r.u8()?,
+            },
             node_len: r.u8()?,
             ident_len: r.u8()?,
             tag_len: r.u8()?,
@@ -134,12 +147,13 @@ impl ClogHeader {
         let mut out = [0u8; Self::LEN];
         out[0..4].copy_from_slice(&self.prev.to_le_bytes());
         out[4..8].copy_from_slice(&self.next.to_le_bytes());
-        out[8..12].copy_from_slice(&self.uid.to_le_bytes());
-        out[12..16].copy_from_slice(&self.time.to_le_bytes());
-        out[16..24].copy_from_slice(&self.node_digest.to_le_bytes());
-        out[24..32].copy_from_slice(&self.ident_digest.to_le_bytes());
-        out[32..36].copy_from_slice(&self.pid.to_le_bytes());
-        out[36..40].copy_from_slice(&[self.priority, self.node_len, self.ident_len, self.tag_len]);
+        let m = &self.meta;
+        out[8..12].copy_from_slice(&m.uid.to_le_bytes());
+        out[12..16].copy_from_slice(&m.time.to_le_bytes());
+        out[16..24].copy_from_slice(&m.node_digest.to_le_bytes());
+        out[24..32].copy_from_slice(&m.ident_digest.to_le_bytes());
+        out[32..36].copy_from_slice(&m.pid.to_le_bytes());
+        out[36..40].copy_from_slice(&[m.priority, self.node_len, self.ident_len, self.tag_len]);
         out[40..44].copy_from_slice(&self.msg_len.to_le_bytes());
         out
     }
@@ -177,15 +191,7 @@ pub struct ClogEntry<'a> {
     pub prev: u32,
     /// Ring link (0 in messages).
     pub next: u32,
-    pub uid: u32,
-    pub time: u32,
-    /// [`fnv1a64`] of node name + NUL.
-    pub node_digest: u64,
-    /// [`fnv1a64`] of ident + NUL.
-    pub ident_digest: u64,
-    pub pid: u32,
-    /// syslog priority 0..=7.
-    pub priority: u8,
+    pub meta: ClogMeta,
     pub node: &'a [u8],
     pub ident: &'a [u8],
     pub tag: &'a [u8],
@@ -218,12 +224,7 @@ impl<'a> ClogEntry<'a> {
         Ok(ClogEntry {
             prev: h.prev,
             next: h.next,
-            uid: h.uid,
-            time: h.time,
-            node_digest: h.node_digest,
-            ident_digest: h.ident_digest,
-            pid: h.pid,
-            priority: h.priority,
+            meta: h.meta,
             node: strip_nul(node, "clog node")?,
             ident: strip_nul(ident, "clog ident")?,
             tag: strip_nul(tag, "clog tag")?,
@@ -253,12 +254,7 @@ impl<'a> ClogEntry<'a> {
         let header = ClogHeader {
             prev: self.prev,
             next: self.next,
-            uid: self.uid,
-            time: self.time,
-            node_digest: self.node_digest,
-            ident_digest: self.ident_digest,
-            pid: self.pid,
-            priority: self.priority,
+            meta: self.meta,
             node_len: short(self.node, "clog node")?,
             ident_len: short(self.ident, "clog ident")?,
             tag_len: short(self.tag, "clog tag")?,
@@ -365,12 +361,14 @@ mod tests {
         let e = ClogEntry {
             prev: 0,
             next: 0,
-            uid: 2,
-            time: 5,
-            node_digest: fnv1a64(b"n\0"),
-            ident_digest: fnv1a64(b"i\0"),
-            pid: 9,
-            priority: 6,
+            meta: ClogMeta {
+                uid: 2,
+                time: 5,
+                node_digest: fnv1a64(b"n\0"),
+                ident_digest: fnv1a64(b"i\0"),
+                pid: 9,
+                priority: 6,
+            },
             node: b"n",
             ident: b"i",
             tag: b"t",
@@ -382,7 +380,10 @@ mod tests {
         for n in 0..b.len() {
             assert!(ClogEntry::decode(&b[..n]).is_err());
         }
-        assert_eq!(e.expected_digests(), (e.node_digest, e.ident_digest));
+        assert_eq!(
+            e.expected_digests(),
+            (e.meta.node_digest, e.meta.ident_digest)
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! decoded from a kvstore LOG message, written into a ring, printed as JSON.
 
 use pmxcfs_dfsm::wire::cstr_prefix;
-use pmxcfs_dfsm::wire::kvstore::{fnv1a64, ClogHeader};
+use pmxcfs_dfsm::wire::kvstore::{fnv1a64, ClogHeader, ClogMeta};
 
 use super::escape::utf8_to_ascii;
 use super::{ClogError, CLOG_MAX_ENTRY_SIZE, ENTRY_DATA_OFFSET, ENTRY_HEADER_SIZE};
@@ -14,12 +14,7 @@ use super::{ClogError, CLOG_MAX_ENTRY_SIZE, ENTRY_DATA_OFFSET, ENTRY_HEADER_SIZE
 /// ([`LogEntry::node`] etc.) return the text before the first NUL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogEntry {
-    pub(super) uid: u32,
-    pub(super) time: u32,
-    pub(super) node_digest: u64,
-    pub(super) ident_digest: u64,
-    pub(super) pid: u32,
-    pub(super) priority: u8,
+    pub(super) meta: ClogMeta,
     node: Vec<u8>,
     ident: Vec<u8>,
     tag: Vec<u8>,
@@ -62,12 +57,14 @@ impl LogEntry {
         let mut msg_f = text.into_bytes();
         msg_f.push(0);
         Ok(LogEntry {
-            uid,
-            time,
-            node_digest,
-            ident_digest,
-            pid,
-            priority,
+            meta: ClogMeta {
+                uid,
+                time,
+                node_digest,
+                ident_digest,
+                pid,
+                priority,
+            },
             node: node_f,
             ident: ident_f,
             tag: tag_f,
@@ -114,12 +111,7 @@ impl LogEntry {
     fn from_header(h: &ClogHeader, bytes: &[u8]) -> Option<LogEntry> {
         let ([node, ident, tag, msg], slack) = h.fields(bytes)?;
         Some(LogEntry {
-            uid: h.uid,
-            time: h.time,
-            node_digest: h.node_digest,
-            ident_digest: h.ident_digest,
-            pid: h.pid,
-            priority: h.priority,
+            meta: h.meta,
             node: node.to_vec(),
             ident: ident.to_vec(),
             tag: tag.to_vec(),
@@ -158,12 +150,7 @@ impl LogEntry {
         let header = ClogHeader {
             prev,
             next,
-            uid: self.uid,
-            time: self.time,
-            node_digest: self.node_digest,
-            ident_digest: self.ident_digest,
-            pid: self.pid,
-            priority: self.priority,
+            meta: self.meta,
             node_len: self.node.len() as u8,
             ident_len: self.ident.len() as u8,
             tag_len: self.tag.len() as u8,
@@ -179,22 +166,22 @@ impl LogEntry {
     }
 
     pub fn uid(&self) -> u32 {
-        self.uid
+        self.meta.uid
     }
     pub fn time(&self) -> u32 {
-        self.time
+        self.meta.time
     }
     pub fn node_digest(&self) -> u64 {
-        self.node_digest
+        self.meta.node_digest
     }
     pub fn ident_digest(&self) -> u64 {
-        self.ident_digest
+        self.meta.ident_digest
     }
     pub fn pid(&self) -> u32 {
-        self.pid
+        self.meta.pid
     }
     pub fn priority(&self) -> u8 {
-        self.priority
+        self.meta.priority
     }
     /// Node name (text before the first NUL).
     pub fn node(&self) -> &[u8] {
@@ -216,7 +203,7 @@ impl LogEntry {
     }
     /// The sort/merge key `(time, node_digest, uid)`.
     pub fn key(&self) -> (u32, u64, u32) {
-        (self.time, self.node_digest, self.uid)
+        (self.meta.time, self.meta.node_digest, self.meta.uid)
     }
 
     /// One JSON object as in `.clusterlog` (strings inserted without further escaping).
@@ -224,12 +211,12 @@ impl LogEntry {
         out.extend_from_slice(
             format!(
                 "{{\"uid\": {}, \"time\": {}, \"pri\": {}, \"tag\": \"",
-                self.uid, self.time, self.priority
+                self.meta.uid, self.meta.time, self.meta.priority
             )
             .as_bytes(),
         );
         out.extend_from_slice(self.tag());
-        out.extend_from_slice(format!("\", \"pid\": {}, \"node\": \"", self.pid).as_bytes());
+        out.extend_from_slice(format!("\", \"pid\": {}, \"node\": \"", self.meta.pid).as_bytes());
         out.extend_from_slice(self.node());
         out.extend_from_slice(b"\", \"user\": \"");
         out.extend_from_slice(self.ident());

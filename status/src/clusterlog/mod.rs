@@ -108,14 +108,14 @@ impl Default for ClusterLog {
 
 /// Record `e` in a dedup table; true when it is strictly newer than what was seen for its node.
 fn dedup_check(dedup: &mut HashMap<u64, (u32, u32)>, e: &LogEntry) -> bool {
-    match dedup.get_mut(&e.node_digest) {
+    match dedup.get_mut(&e.meta.node_digest) {
         None => {
-            dedup.insert(e.node_digest, (e.time, e.uid));
+            dedup.insert(e.meta.node_digest, (e.meta.time, e.meta.uid));
             true
         }
         Some(last) => {
-            if e.time > last.0 || (e.time == last.0 && e.uid > last.1) {
-                *last = (e.time, e.uid);
+            if e.meta.time > last.0 || (e.meta.time == last.0 && e.meta.uid > last.1) {
+                *last = (e.meta.time, e.meta.uid);
                 true
             } else {
                 false
@@ -143,10 +143,23 @@ impl ClusterLog {
         self.ring.entries()
     }
 
-    /// Pack a new local entry with the next uid (1, 2, ...). The uid is only consumed
-    /// when the priority is valid.
+    /// Insert with dedup (`clusterlog_insert`): only entries strictly newer by `(time, uid)`
+    /// than the last one accepted for the same node digest go in. Returns whether it did.
+    pub fn insert(&mut self, e: &LogEntry) -> bool {
+        if dedup_check(&mut self.dedup, e) {
+            self.ring.append(e);
+            true
+        } else {
+            tracing::info!("ignore insert of duplicate cluster log");
+            false
+        }
+    }
+
+    /// Pack a local entry with the next uid (1, 2, ...) and insert it (`clusterlog_add`);
+    /// returns the entry so that the caller can multicast it (only IPC-logged entries are
+    /// sent to the cluster). The uid is only consumed when the priority is valid.
     #[allow(clippy::too_many_arguments)]
-    pub fn pack(
+    pub fn add(
         &mut self,
         node: &[u8],
         ident: &[u8],
@@ -160,35 +173,7 @@ impl ClusterLog {
             return Err(ClogError::InvalidPriority(priority));
         }
         self.uid_counter = self.uid_counter.wrapping_add(1);
-        LogEntry::pack(node, ident, tag, pid, time, priority, msg, self.uid_counter)
-    }
-
-    /// Insert with dedup (`clusterlog_insert`): only entries strictly newer by `(time, uid)`
-    /// than the last one accepted for the same node digest go in. Returns whether it did.
-    pub fn insert(&mut self, e: &LogEntry) -> bool {
-        if dedup_check(&mut self.dedup, e) {
-            self.ring.append(e);
-            true
-        } else {
-            tracing::info!("ignore insert of duplicate cluster log");
-            false
-        }
-    }
-
-    /// Pack and insert a local entry (`clusterlog_add`); returns the entry so that the
-    /// caller can multicast it (only IPC-logged entries are sent to the cluster).
-    #[allow(clippy::too_many_arguments)]
-    pub fn add(
-        &mut self,
-        node: &[u8],
-        ident: &[u8],
-        tag: &[u8],
-        pid: u32,
-        time: u32,
-        priority: u8,
-        msg: &[u8],
-    ) -> Result<LogEntry, ClogError> {
-        let e = self.pack(node, ident, tag, pid, time, priority, msg)?;
+        let e = LogEntry::pack(node, ident, tag, pid, time, priority, msg, self.uid_counter)?;
         self.insert(&e);
         Ok(e)
     }
@@ -250,8 +235,8 @@ impl ClusterLog {
             let mut last = 0u32;
             for (i, l) in lists.iter().enumerate() {
                 if let Some(e) = l.get(cursor[i]) {
-                    if e.time > last {
-                        last = e.time;
+                    if e.meta.time > last {
+                        last = e.meta.time;
                         found = Some(i);
                     }
                 }

@@ -265,7 +265,7 @@ impl ClogRing {
             let Some(e) = LogEntry::at(&self.buf, p as usize) else {
                 continue;
             };
-            if filter.is_some_and(|d| d != e.ident_digest) {
+            if filter.is_some_and(|d| d != e.meta.ident_digest) {
                 continue;
             }
             if count > 0 {
