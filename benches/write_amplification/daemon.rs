@@ -327,14 +327,14 @@ impl Daemon {
 
     /// fsync every file of the database directory, so pages dirtied before the measurement
     /// (database copy, start-up, set-up) are clean and the workload's writes are counted.
+    /// syncfs of the filesystem holding the database directory. Through the directory, not
+    /// by opening the files: an open of config.db would end a pmxcfs-ng's exclusive locking.
     pub(crate) fn sync_db_dir(&self) -> io::Result<()> {
-        for e in fs::read_dir(self.dirs.db_dir())? {
-            let p = e?.path();
-            if p.is_file() {
-                if let Ok(f) = File::open(&p) {
-                    f.sync_all()?;
-                }
-            }
+        use std::os::fd::AsRawFd;
+        let dir = File::open(self.dirs.db_dir())?;
+        // SAFETY: syncfs on a descriptor we own
+        if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
+            return Err(io::Error::last_os_error());
         }
         Ok(())
     }

@@ -4,7 +4,9 @@
 //! The next start hands the leftovers to [`crate::recovery`]; a commit removes the copy.
 //!
 //! File layout (little endian): magic `PXNGOPN1`, inode u64, parent u64, name length u32,
-//! name bytes, zero padding up to [`HEADER_LEN`], then the content.
+//! name bytes, zero padding up to [`HEADER_LEN`], then the content. A committed copy's file
+//! is kept open for the next one (magic `PXNGFREE`: ignored at start), so the commit of a
+//! small file costs one `pwrite`, not a create and an unlink on the tmpfs.
 
 use std::fs::{File, OpenOptions};
 use std::io::Read;
@@ -14,6 +16,12 @@ use std::path::{Path, PathBuf};
 use tracing::warn;
 
 const MAGIC: &[u8; 8] = b"PXNGOPN1";
+/// Marks a copy file that holds nothing (kept for reuse).
+const FREE: &[u8; 8] = b"PXNGFREE";
+/// Free copy files kept open for reuse; more are removed.
+const MAX_FREE: usize = 16;
+/// A freed copy larger than this is cut back to its header (tmpfs memory).
+const KEEP_FREE_BYTES: u64 = 64 * 1024;
 /// Content starts here; the header (with the name) must fit before it.
 pub const HEADER_LEN: u64 = 4096;
 const FIXED_LEN: usize = 8 + 8 + 8 + 4;
@@ -28,11 +36,22 @@ pub struct Leftover {
     pub content: Vec<u8>,
 }
 
-/// The open crash-copy files, one per inode with pending content.
+/// One crash-copy file, open.
+#[derive(Debug)]
+struct Slot {
+    file: File,
+    path: PathBuf,
+}
+
+/// The open crash-copy files, one per inode with pending content, and free ones for reuse.
 #[derive(Debug, Default)]
 pub struct CrashCopies {
     dir: Option<PathBuf>,
-    files: pmxcfs_backend::tree::InodeMap<File>,
+    files: pmxcfs_backend::tree::InodeMap<Slot>,
+    free: Vec<Slot>,
+    /// Names of this run's files: `<run>-<n>.pending` (never an earlier run's leftover).
+    run: String,
+    next: u64,
     /// Logged once: the directory is unusable.
     broken: bool,
 }
@@ -45,11 +64,20 @@ impl CrashCopies {
                 warn!(target: "fuse", "unable to create crash-copy directory '{}': {e}", d.display());
             }
         }
-        CrashCopies { dir, files: Default::default(), broken: false }
+        let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let run = format!("{}x{started:x}", std::process::id());
+        CrashCopies { dir, files: Default::default(), free: Vec::new(), run, next: 0, broken: false }
     }
 
-    fn path(dir: &Path, inode: u64) -> PathBuf {
-        dir.join(format!("{inode}.pending"))
+    /// A free copy file, or a new one (None: no directory, or it failed).
+    fn take_slot(&mut self, dir: &Path) -> std::io::Result<(Slot, bool)> {
+        if let Some(slot) = self.free.pop() {
+            return Ok((slot, true));
+        }
+        self.next += 1;
+        let path = dir.join(format!("{}-{}.pending", self.run, self.next));
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path)?;
+        Ok((Slot { file, path }, false))
     }
 
     fn failed(&mut self, what: &str, e: std::io::Error) {
@@ -72,12 +100,12 @@ impl CrashCopies {
         header.extend_from_slice(&parent.to_le_bytes());
         header.extend_from_slice(&(raw.len() as u32).to_le_bytes());
         header.extend_from_slice(&raw);
-        let reused = self.files.contains_key(&inode);
-        let file = match self.files.remove(&inode) {
-            Some(f) => Ok(f),
-            None => OpenOptions::new().read(true).write(true).create(true).truncate(true).open(Self::path(&dir, inode)),
+        let slot = match self.files.remove(&inode) {
+            Some(slot) => Ok((slot, true)),
+            None => self.take_slot(&dir),
         };
-        let result = file.and_then(|f| {
+        let result = slot.and_then(|(slot, reused)| {
+            let f = &slot.file;
             // a new file is empty: writing the content extends it (the gap after the header
             // stays a hole); a reused one is cut to the new length first
             if reused || content.is_empty() {
@@ -88,11 +116,11 @@ impl CrashCopies {
             }
             // the header last: a copy without a valid header is ignored at start
             f.write_all_at(&header, 0)?;
-            Ok(f)
+            Ok(slot)
         });
         match result {
-            Ok(f) => {
-                self.files.insert(inode, f);
+            Ok(slot) => {
+                self.files.insert(inode, slot);
             }
             Err(e) => self.failed("begin", e),
         }
@@ -100,7 +128,7 @@ impl CrashCopies {
 
     /// Mirrors one write (`new_len` = content length after it).
     pub fn write(&mut self, inode: u64, offset: u64, data: &[u8], new_len: u64) {
-        let Some(f) = self.files.get(&inode) else { return };
+        let Some(Slot { file: f, .. }) = self.files.get(&inode) else { return };
         let result = f.write_all_at(data, HEADER_LEN + offset).and_then(|_| {
             if offset + data.len() as u64 != new_len {
                 f.set_len(HEADER_LEN + new_len)?;
@@ -114,7 +142,7 @@ impl CrashCopies {
 
     /// Mirrors a truncate.
     pub fn truncate(&mut self, inode: u64, len: u64) {
-        let Some(f) = self.files.get(&inode) else { return };
+        let Some(Slot { file: f, .. }) = self.files.get(&inode) else { return };
         if let Err(e) = f.set_len(HEADER_LEN + len) {
             self.failed("truncate", e);
         }
@@ -125,12 +153,29 @@ impl CrashCopies {
         self.files.contains_key(&inode)
     }
 
-    /// The content is in the tree (or gone for good): drop the copy.
+    /// The content is in the tree (or gone for good): the copy is marked free (one `pwrite`)
+    /// and kept for the next one, or removed when enough are kept.
     pub fn remove(&mut self, inode: u64) {
-        if self.files.remove(&inode).is_some() {
-            if let Some(dir) = &self.dir {
-                let _ = std::fs::remove_file(Self::path(dir, inode));
+        let Some(slot) = self.files.remove(&inode) else { return };
+        let freed = slot.file.write_all_at(FREE, 0).and_then(|_| {
+            if slot.file.metadata()?.len() > HEADER_LEN + KEEP_FREE_BYTES {
+                slot.file.set_len(HEADER_LEN)?;
             }
+            Ok(())
+        });
+        if freed.is_ok() && self.free.len() < MAX_FREE {
+            self.free.push(slot);
+        } else {
+            let _ = std::fs::remove_file(&slot.path);
+        }
+    }
+}
+
+impl Drop for CrashCopies {
+    /// Free copies hold nothing: a clean stop leaves none behind.
+    fn drop(&mut self) {
+        for slot in self.free.drain(..) {
+            let _ = std::fs::remove_file(&slot.path);
         }
     }
 }
@@ -138,10 +183,19 @@ impl CrashCopies {
 /// Reads every crash copy left in `dir` by an earlier run (a damaged one is logged and
 /// skipped, and stays on disk for the administrator).
 pub fn leftovers(dir: &Path) -> Vec<Leftover> {
+    leftovers_of(&copy_files(dir))
+}
+
+/// [`leftovers`] of the given files (listed before this run made copies of its own).
+pub fn leftovers_of(files: &[PathBuf]) -> Vec<Leftover> {
     let mut out = Vec::new();
-    for path in copy_files(dir) {
+    for path in files.iter().cloned() {
         match read_leftover(&path) {
-            Ok(l) => out.push(l),
+            Ok(Some(l)) => out.push(l),
+            Ok(None) => {
+                // a free copy file of an earlier run: nothing in it
+                let _ = std::fs::remove_file(&path);
+            }
             Err(why) => warn!(target: "fuse", "ignoring damaged crash copy '{}': {why}", path.display()),
         }
     }
@@ -155,10 +209,14 @@ pub fn copy_files(dir: &Path) -> Vec<PathBuf> {
     list.flatten().map(|e| e.path()).filter(|p| p.extension().and_then(|e| e.to_str()) == Some("pending")).collect()
 }
 
-fn read_leftover(path: &Path) -> Result<Leftover, String> {
+/// The leftover in `path`; None for a free copy file.
+fn read_leftover(path: &Path) -> Result<Option<Leftover>, String> {
     let mut bytes = Vec::new();
     File::open(path).and_then(|mut f| f.read_to_end(&mut bytes)).map_err(|e| e.to_string())?;
-    decode(path, &bytes)
+    if bytes.starts_with(FREE) {
+        return Ok(None);
+    }
+    decode(path, &bytes).map(Some)
 }
 
 fn decode(path: &Path, bytes: &[u8]) -> Result<Leftover, String> {
@@ -197,6 +255,29 @@ mod tests {
         assert_eq!(left[0].content, b"Jello wor");
         c.remove(7);
         assert!(leftovers(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn a_committed_copy_file_is_reused_and_a_free_one_is_no_leftover() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut crashed = CrashCopies::new(Some(dir.path().to_path_buf()));
+        crashed.begin(7, 3, "a.conf", b"a long first content");
+        crashed.remove(7);
+        assert_eq!(copy_files(dir.path()).len(), 1, "kept for reuse");
+        std::mem::forget(crashed); // the daemon died: no clean-up
+        assert!(leftovers(dir.path()).is_empty(), "a free copy holds nothing");
+        assert!(copy_files(dir.path()).is_empty(), "and is removed when found at start");
+        let mut c = CrashCopies::new(Some(dir.path().to_path_buf()));
+        c.begin(8, 3, "b.conf", b"a long first content");
+        c.remove(8);
+        c.begin(9, 3, "c.conf", b"short");
+        assert_eq!(copy_files(dir.path()).len(), 1, "the free file was reused");
+        let left = leftovers(dir.path());
+        assert_eq!(left.len(), 1);
+        assert_eq!((left[0].inode, left[0].name.as_str(), left[0].content.as_slice()), (9, "c.conf", &b"short"[..]));
+        c.remove(9);
+        drop(c);
+        assert!(copy_files(dir.path()).is_empty(), "dropping the copies removes the free files");
     }
 
     #[test]

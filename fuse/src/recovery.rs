@@ -2,14 +2,14 @@
 //! committed, so a SIGKILL loses no `write` that had returned — as with the original, which
 //! committed every write at once.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use pmxcfs_backend::path::join;
 use pmxcfs_backend::{ChangeSink, Database, Durability, Op};
 use tracing::{info, warn};
 
-use crate::crash_copy::{copy_files, leftovers, Leftover};
+use crate::crash_copy::{copy_files, leftovers_of, Leftover};
 
 /// Where a leftover goes: the path of its inode, or a new file in its old directory.
 fn place(db: &Database, l: &Leftover) -> Option<(String, bool)> {
@@ -28,11 +28,12 @@ fn place(db: &Database, l: &Leftover) -> Option<(String, bool)> {
     }
 }
 
-/// Commits every crash copy in `dir` through `sink`; returns how many were recovered.
-/// One that cannot be placed (its directory is gone) is renamed `*.unplaced` and logged.
-pub fn recover_crash_copies(dir: &Path, db: &Database, sink: &dyn ChangeSink) -> usize {
+/// Commits the crash copies in `files` (listed at start, before this run made copies of
+/// its own) through `sink`; returns how many were recovered. One that cannot be placed (its
+/// directory is gone) is renamed `*.unplaced` and logged.
+pub fn recover_crash_copies(files: &[PathBuf], db: &Database, sink: &dyn ChangeSink) -> usize {
     let mut recovered = 0;
-    for l in leftovers(dir) {
+    for l in leftovers_of(files) {
         let Some((path, create)) = place(db, &l) else {
             let to = l.file.with_extension("pending.unplaced");
             let _ = std::fs::rename(&l.file, &to);
@@ -56,12 +57,13 @@ pub fn recover_crash_copies(dir: &Path, db: &Database, sink: &dyn ChangeSink) ->
 
 /// Recovers at once when the sink is writable, else on a thread once it is (cluster mode
 /// waits for quorum), giving up after `wait`.
-pub fn recover_when_writable(dir: std::path::PathBuf, db: std::sync::Arc<Database>, sink: std::sync::Arc<dyn ChangeSink>, wait: Duration) {
-    if copy_files(&dir).is_empty() {
+pub fn recover_when_writable(dir: PathBuf, db: std::sync::Arc<Database>, sink: std::sync::Arc<dyn ChangeSink>, wait: Duration) {
+    let files = copy_files(&dir);
+    if files.is_empty() {
         return;
     }
     if sink.quorate() {
-        recover_crash_copies(&dir, &db, sink.as_ref());
+        recover_crash_copies(&files, &db, sink.as_ref());
         return;
     }
     let spawned = std::thread::Builder::new().name("recover-open-files".into()).spawn(move || {
@@ -73,7 +75,7 @@ pub fn recover_when_writable(dir: std::path::PathBuf, db: std::sync::Arc<Databas
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-        recover_crash_copies(&dir, &db, sink.as_ref());
+        recover_crash_copies(&files, &db, sink.as_ref());
     });
     if let Err(e) = spawned {
         warn!(target: "fuse", "unable to start crash-copy recovery: {e}");
