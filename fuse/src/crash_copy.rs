@@ -189,12 +189,12 @@ pub fn leftovers(dir: &Path) -> Vec<Leftover> {
 /// [`leftovers`] of the given files (listed before this run made copies of its own).
 pub fn leftovers_of(files: &[PathBuf]) -> Vec<Leftover> {
     let mut out = Vec::new();
-    for path in files.iter().cloned() {
-        match read_leftover(&path) {
+    for path in files {
+        match read_leftover(path) {
             Ok(Some(l)) => out.push(l),
             Ok(None) => {
                 // a free copy file of an earlier run: nothing in it
-                let _ = std::fs::remove_file(&path);
+                let _ = std::fs::remove_file(path);
             }
             Err(why) => warn!(target: "fuse", "ignoring damaged crash copy '{}': {why}", path.display()),
         }
