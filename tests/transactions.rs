@@ -161,11 +161,16 @@ fn a_database_of_the_previous_release_keeps_its_page_size_its_wal_and_every_file
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::copy(&db, dir.join("config.db")).unwrap();
     std::fs::copy(old.path().join("config.db-wal"), dir.join("config.db-wal")).unwrap();
+    // and the -shm a crash of that release leaves (an exclusive store ignores and removes it)
+    std::fs::copy(old.path().join("config.db-shm"), dir.join("config.db-shm")).unwrap();
     drop(conn);
     let mut d = Daemon::start_in_root(root, &[]);
     assert_eq!(std::fs::read(d.p("in-the-wal.cfg")).unwrap(), b"old\n");
     std::fs::write(d.p("new.cfg"), b"new\n").unwrap();
     assert_eq!(d.stop(), 0);
+    for leftover in ["config.db-wal", "config.db-shm"] {
+        assert!(!d.db_path().with_file_name(leftover).exists(), "{leftover} left after a clean stop");
+    }
     let conn = rusqlite::Connection::open(d.db_path()).unwrap();
     let ps: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap();
     assert_eq!(ps, 1024, "never VACUUMed as a side effect of starting");
