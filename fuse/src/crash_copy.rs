@@ -41,6 +41,8 @@ pub struct Leftover {
 struct Slot {
     file: File,
     path: PathBuf,
+    /// Content length mirrored (the file is this plus the header).
+    len: u64,
 }
 
 /// The open crash-copy files, one per inode with pending content, and free ones for reuse.
@@ -77,7 +79,7 @@ impl CrashCopies {
         self.next += 1;
         let path = dir.join(format!("{}-{}.pending", self.run, self.next));
         let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path)?;
-        Ok((Slot { file, path }, false))
+        Ok((Slot { file, path, len: 0 }, false))
     }
 
     fn failed(&mut self, what: &str, e: std::io::Error) {
@@ -104,7 +106,8 @@ impl CrashCopies {
             Some(slot) => Ok((slot, true)),
             None => self.take_slot(&dir),
         };
-        let result = slot.and_then(|(slot, reused)| {
+        let result = slot.and_then(|(mut slot, reused)| {
+            slot.len = content.len() as u64;
             let f = &slot.file;
             // a new file is empty: writing the content extends it (the gap after the header
             // stays a hole); a reused one is cut to the new length first
@@ -128,7 +131,8 @@ impl CrashCopies {
 
     /// Mirrors one write (`new_len` = content length after it).
     pub fn write(&mut self, inode: u64, offset: u64, data: &[u8], new_len: u64) {
-        let Some(Slot { file: f, .. }) = self.files.get(&inode) else { return };
+        let Some(Slot { file: f, len, .. }) = self.files.get_mut(&inode) else { return };
+        *len = new_len;
         let result = f.write_all_at(data, HEADER_LEN + offset).and_then(|_| {
             if offset + data.len() as u64 != new_len {
                 f.set_len(HEADER_LEN + new_len)?;
@@ -142,8 +146,9 @@ impl CrashCopies {
 
     /// Mirrors a truncate.
     pub fn truncate(&mut self, inode: u64, len: u64) {
-        let Some(Slot { file: f, .. }) = self.files.get(&inode) else { return };
-        if let Err(e) = f.set_len(HEADER_LEN + len) {
+        let Some(slot) = self.files.get_mut(&inode) else { return };
+        slot.len = len;
+        if let Err(e) = slot.file.set_len(HEADER_LEN + len) {
             self.failed("truncate", e);
         }
     }
@@ -158,7 +163,7 @@ impl CrashCopies {
     pub fn remove(&mut self, inode: u64) {
         let Some(slot) = self.files.remove(&inode) else { return };
         let freed = slot.file.write_all_at(FREE, 0).and_then(|_| {
-            if slot.file.metadata()?.len() > HEADER_LEN + KEEP_FREE_BYTES {
+            if slot.len > KEEP_FREE_BYTES {
                 slot.file.set_len(HEADER_LEN)?;
             }
             Ok(())
