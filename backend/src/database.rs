@@ -617,12 +617,12 @@ impl Database {
         let mut p = self.persisted.lock();
         let Some(store) = p.store.as_mut() else { return };
         sharing.reopening(to);
-        let result = store.reopen(to);
-        sharing.reopened(store.locking());
-        match result {
+        match store.reopen(to) {
             Ok(()) => info!(target: "database", "{why}"),
             Err(e) => warn!(target: "database", "unable to reopen the database ({why}): {e}"),
         }
+        // only now are held opens let go on: they find the database shared and logged so
+        sharing.reopened(store.locking());
     }
 
     /// One round of background work (about every 50 ms): due group acknowledgements, and the

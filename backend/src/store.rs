@@ -192,16 +192,19 @@ impl Store {
         self.locking
     }
 
-    /// Closes the connection (SQLite checkpoints the WAL into `config.db` when it is the
-    /// last one) and opens the database again with `locking`. On failure the store keeps
-    /// an open connection in SQLite's default (shared) locking and reports the error.
+    /// Closes the connection without a checkpoint (the WAL keeps every frame, the next
+    /// connection's index is rebuilt from it) and opens the database again with `locking`.
+    /// On failure the store keeps an open connection in SQLite's default (shared) locking
+    /// and reports the error.
     pub fn reopen(&mut self, locking: Locking) -> Result<(), StoreError> {
         let path = self.path.clone();
         // no file access yet: the old connection's close still finds itself alone
         let placeholder = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(sql_err(&path))?;
         let old = std::mem::replace(&mut self.conn, placeholder);
         self.locking = Locking::Shared;
-        keep_wal_file(&old);
+        // the WAL stays as it is: no checkpoint now (the next connection would copy the same
+        // frames again, its index not knowing they were), no 4 MiB WAL to grow again
+        old.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true).map_err(sql_err(&path))?;
         old.close().map_err(|(_, source)| StoreError::Sql { path: path.display().to_string(), source })?;
         let fresh = Store::open_with(&path, locking)?;
         let transactions = self.transactions;
@@ -427,16 +430,6 @@ impl Store {
         std::fs::File::open(&path)
             .and_then(|f| f.sync_all())
             .map_err(|source| StoreError::Io { path: path.display().to_string(), source })
-    }
-}
-
-/// Asks SQLite to keep the (checkpointed, pre-sized) WAL file when this connection closes
-/// (`SQLITE_FCNTL_PERSIST_WAL`), so that a change of locking rewrites no 4 MiB WAL.
-fn keep_wal_file(conn: &Connection) {
-    let mut on: std::os::raw::c_int = 1;
-    // SAFETY: the handle is the live connection's; the file control only reads `on`
-    unsafe {
-        rusqlite::ffi::sqlite3_file_control(conn.handle(), c"main".as_ptr(), rusqlite::ffi::SQLITE_FCNTL_PERSIST_WAL, (&mut on as *mut std::os::raw::c_int).cast());
     }
 }
 
