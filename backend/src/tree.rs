@@ -9,7 +9,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
-use crate::entry::{Content, Entry};
+use crate::entry::{Content, Entry, Name};
 use crate::error::{FsError, FsResult};
 use crate::index;
 use crate::locks::LockTable;
@@ -56,6 +56,31 @@ pub fn apply_write(buf: &mut Vec<u8>, offset: usize, data: &[u8], truncate: bool
         buf.truncate(end);
     }
     buf[offset..end].copy_from_slice(data);
+}
+
+/// [`apply_write`] on a file's shared buffer, copy-on-write: the bytes are changed in place
+/// only when nobody else holds them and the length stays; otherwise a new buffer of the
+/// resulting length is built (one allocation) and swapped in, so a reader holding the old
+/// one keeps seeing the old bytes.
+pub fn write_content(buf: &mut Arc<[u8]>, offset: usize, data: &[u8], truncate: bool) {
+    let end = offset + data.len();
+    let old_len = buf.len();
+    let new_len = if truncate || end > old_len { end } else { old_len };
+    if new_len == old_len {
+        if let Some(bytes) = Arc::get_mut(buf) {
+            bytes[offset..end].copy_from_slice(data);
+            return;
+        }
+    }
+    let mut fresh: Arc<[u8]> = std::iter::repeat_n(0u8, new_len).collect();
+    let bytes = Arc::get_mut(&mut fresh).expect("a buffer just built has no other holder");
+    let kept = old_len.min(offset);
+    bytes[..kept].copy_from_slice(&buf[..kept]);
+    bytes[offset..end].copy_from_slice(data);
+    if new_len > end {
+        bytes[end..].copy_from_slice(&buf[end..new_len]);
+    }
+    *buf = fresh;
 }
 
 /// statfs figures as the original computes them.
@@ -245,7 +270,7 @@ impl Tree {
     }
 
     /// File contents; directories and missing paths are ENOENT (like `memdb_read`).
-    pub fn read(&self, path: &str) -> FsResult<Arc<Vec<u8>>> {
+    pub fn read(&self, path: &str) -> FsResult<Arc<[u8]>> {
         match self.lookup(path).map(|e| &e.content) {
             Some(Content::File(d)) => Ok(d.clone()),
             _ => Err(FsError::NotFound),
@@ -441,7 +466,7 @@ impl Tree {
 
     fn insert_child(&mut self, parent: u64, name: &str, inode: u64) {
         if let Some(c) = self.entries.get_mut(&parent).and_then(|p| p.children_mut()) {
-            c.insert(name.to_string(), inode);
+            c.insert(Name::from(name), inode);
         }
     }
 
@@ -510,7 +535,7 @@ impl Tree {
         };
         let version = self.bump(stamp);
         let inode = if create {
-            self.entries.insert(version, Entry::new_file(version, parent, name, Vec::new()));
+            self.entries.insert(version, Entry::new_file(version, parent, name, &[][..]));
             self.insert_child(parent, name, version);
             version
         } else {
@@ -518,7 +543,7 @@ impl Tree {
         };
         let e = self.entries.get_mut(&inode).expect("entry checked above");
         if let Content::File(buf) = &mut e.content {
-            apply_write(Arc::make_mut(buf), offset as usize, data, truncate);
+            write_content(buf, offset as usize, data, truncate);
         }
         e.version = version;
         e.writer = stamp.writer;
@@ -636,7 +661,7 @@ impl Tree {
         let version = self.bump(stamp);
         let e = self.entries.get_mut(&src_ino).expect("source checked above");
         e.parent = new_parent;
-        e.name = new_name.to_string();
+        e.name = Name::from(new_name);
         e.version = version;
         e.writer = stamp.writer;
         e.mtime = stamp.mtime;
@@ -662,5 +687,63 @@ impl Tree {
     /// than 120 s of local time.
     pub fn lock_expired(&mut self, path: &str, csum: &[u8; 32], now: u32) -> bool {
         self.locks.expired(path, csum, now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `write_content` gives the bytes `apply_write` gives a `Vec`, for writes inside, at the
+    /// end of, past the end of and over the whole of a file, with and without `truncate`.
+    #[test]
+    fn write_content_matches_apply_write() {
+        let starts: [&[u8]; 3] = [b"", b"abc", b"0123456789"];
+        for start in starts {
+            for offset in [0usize, 1, 3, 9, 10, 14] {
+                for data in [&b""[..], b"X", b"WXYZ", b"ABCDEFGHIJKL"] {
+                    for truncate in [false, true] {
+                        let mut want = start.to_vec();
+                        apply_write(&mut want, offset, data, truncate);
+                        let mut got: Arc<[u8]> = Arc::from(start);
+                        write_content(&mut got, offset, data, truncate);
+                        assert_eq!(&got[..], &want[..], "{start:?} at {offset} {data:?} truncate {truncate}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// A reader holding the bytes from before a write keeps them, whether the write keeps the
+    /// length (in place only when unshared) or changes it.
+    #[test]
+    fn readers_keep_the_bytes_they_hold() {
+        let mut buf: Arc<[u8]> = Arc::from(&b"hello"[..]);
+        let held = buf.clone();
+        write_content(&mut buf, 0, b"J", false);
+        assert_eq!(&held[..], b"hello");
+        assert_eq!(&buf[..], b"Jello");
+        let held = buf.clone();
+        write_content(&mut buf, 5, b" world", false);
+        assert_eq!(&held[..], b"Jello");
+        assert_eq!(&buf[..], b"Jello world");
+        drop(held);
+        let before = Arc::as_ptr(&buf);
+        write_content(&mut buf, 0, b"M", false);
+        assert_eq!(Arc::as_ptr(&buf), before, "an unshared same-length write needs no new buffer");
+        assert_eq!(&buf[..], b"Mello world");
+    }
+
+    #[test]
+    fn tree_reads_are_snapshots() {
+        let mut t = Tree::new();
+        let stamp = Stamp { writer: 0, mtime: 1 };
+        t.create("f", stamp).unwrap();
+        t.write("f", 0, b"one", true, stamp).unwrap();
+        let snapshot = t.read("f").unwrap();
+        t.write("f", 0, b"two", false, stamp).unwrap();
+        t.write("f", 0, b"x", true, stamp).unwrap();
+        assert_eq!(&snapshot[..], b"one");
+        assert_eq!(&t.read("f").unwrap()[..], b"x");
     }
 }
