@@ -241,7 +241,7 @@ pub fn analyze(rows: &[RawRow]) -> Analysis {
     }
     let mut dropped: HashSet<u64> = HashSet::new();
     for (ino, e) in &cand {
-        let (inode, name, parent) = (*ino as i64, e.name.clone(), e.parent);
+        let (inode, name, parent) = (*ino as i64, e.name.to_string(), e.parent);
         let parent_is_dir = parent == 0 || cand.get(&parent).is_some_and(|p| p.is_dir());
         if parent != 0 && !cand.contains_key(&parent) {
             if invalid.contains(&parent) {
@@ -285,7 +285,7 @@ pub fn analyze(rows: &[RawRow]) -> Analysis {
             continue;
         }
         let e = &cand[ino];
-        let (inode, name) = (*ino as i64, e.name.clone());
+        let (inode, name) = (*ino as i64, e.name.to_string());
         let mut seen = HashSet::new();
         let mut cur = *ino;
         let problem = loop {

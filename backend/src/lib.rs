@@ -21,7 +21,7 @@ pub mod tree;
 pub mod vmlist;
 
 pub use database::{ChangeSink, Database, DatabaseOptions, DbStats, Durability, LocalSink, Op, DEFAULT_SYNC_INTERVAL, GROUP_COMMIT_WINDOW};
-pub use entry::{Content, Entry, DT_DIR, DT_REG};
+pub use entry::{Children, Content, Entry, Name, DT_DIR, DT_REG};
 pub use error::{FsError, FsResult};
 pub use store::{Store, StoreError};
-pub use tree::{apply_write, now_secs, Stamp, Tree, MAX_FILE_SIZE};
+pub use tree::{apply_write, now_secs, write_content, Stamp, Tree, MAX_FILE_SIZE};

@@ -12,9 +12,8 @@ use std::fs::{File, OpenOptions};
 use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use crate::entry::{Content, Entry, DT_DIR, DT_REG};
+use crate::entry::{Entry, DT_DIR, DT_REG};
 
 /// File name prefix of the record's generations.
 pub const RECORD_PREFIX: &str = "pmxcfs-ng.record.";
@@ -325,12 +324,12 @@ fn decode_batch(payload: &[u8]) -> Option<Batch> {
         }
         let (parent, version, writer, mtime) = (r.u64()?, r.u64()?, r.u32()?, r.u32()?);
         let name_len = r.u32()? as usize;
-        let name = String::from_utf8(r.take(name_len)?.to_vec()).ok()?;
+        let name = std::str::from_utf8(r.take(name_len)?).ok()?;
         let data_len = r.u32()? as usize;
-        let data = r.take(data_len)?.to_vec();
+        let data = r.take(data_len)?;
         let mut e = match kind {
-            DT_DIR => Entry::new_dir(inode, parent, &name),
-            DT_REG => Entry { content: Content::File(Arc::new(data)), ..Entry::new_file(inode, parent, &name, Vec::new()) },
+            DT_DIR => Entry::new_dir(inode, parent, name),
+            DT_REG => Entry::new_file(inode, parent, name, data),
             _ => return None,
         };
         e.version = version;

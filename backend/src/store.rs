@@ -315,17 +315,16 @@ impl Store {
             let mtime = (int(4)? & 0xffff_ffff) as u32;
             let kind = (int(5)? & 0xff) as u8;
             let name = match row.get_ref(6) {
-                Ok(ValueRef::Text(t)) | Ok(ValueRef::Blob(t)) => {
-                    crate::name_bytes::decode(t).into_owned()
-                }
-                _ => String::new(),
+                Ok(ValueRef::Text(t)) | Ok(ValueRef::Blob(t)) => crate::name_bytes::decode(t),
+                _ => std::borrow::Cow::Borrowed(""),
             };
             if name.is_empty() {
                 return Err(bad("inode has no name".into()));
             }
-            let data: Vec<u8> = match row.get_ref(7) {
-                Ok(ValueRef::Blob(b)) | Ok(ValueRef::Text(b)) => b.to_vec(),
-                Ok(ValueRef::Null) => Vec::new(),
+            // borrowed from the row: the entry copies it into its one allocation
+            let data: &[u8] = match row.get_ref(7) {
+                Ok(ValueRef::Blob(b)) | Ok(ValueRef::Text(b)) => b,
+                Ok(ValueRef::Null) => &[],
                 _ => return Err(bad("data is neither a blob nor NULL".into())),
             };
             if inode == 0 {
@@ -353,6 +352,11 @@ impl Store {
             entries.push(e);
         }
         entries.insert(0, root);
+        // The pages just read are all in the tree now: hand SQLite's page cache back
+        // (about 2 MiB on a large database) instead of keeping a second copy of the rows.
+        drop(rows);
+        drop(stmt);
+        let _ = self.conn.release_memory();
         Ok(LoadedRows { entries, has_version_row })
     }
 
@@ -371,7 +375,7 @@ impl Store {
                 match entry {
                     Some(e) => {
                         let data: Option<&[u8]> = match &e.content {
-                            Content::File(d) if !d.is_empty() => Some(d.as_slice()),
+                            Content::File(d) if !d.is_empty() => Some(&d[..]),
                             _ => None,
                         };
                         replace

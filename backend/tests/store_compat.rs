@@ -14,7 +14,7 @@ fn golden_dir() -> PathBuf {
 fn walk(t: &Tree, ino: u64, prefix: &str, out: &mut BTreeMap<String, String>) {
     let e = t.get(ino).unwrap();
     for (name, child) in e.children().unwrap() {
-        let p = if prefix.is_empty() { name.clone() } else { format!("{prefix}/{name}") };
+        let p = if prefix.is_empty() { name.to_string() } else { format!("{prefix}/{name}") };
         let c = t.get(*child).unwrap();
         if c.is_dir() {
             out.insert(p.clone(), "-".into());
@@ -98,7 +98,7 @@ fn database_made_by_sql_like_the_originals_loads() {
     let db = Database::open(&path, DatabaseOptions::default()).unwrap();
     let t = db.tree();
     assert_eq!(t.version(), 9);
-    assert_eq!(t.read("dir/child.cfg").unwrap().as_slice(), b"hi");
+    assert_eq!(t.read("dir/child.cfg").unwrap()[..], b"hi"[..]);
     assert!(t.lookup("emptyblobdir").unwrap().is_dir());
     assert_eq!(t.read("empty.cfg").unwrap().len(), 0);
 }

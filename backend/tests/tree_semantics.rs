@@ -47,17 +47,17 @@ fn write_and_truncate_arithmetic() {
     t.create("f", S).unwrap();
     t.write("f", 0, b"abc", false, S).unwrap();
     t.write("f", 6, b"", true, S).unwrap();
-    assert_eq!(t.read("f").unwrap().as_slice(), b"abc\0\0\0");
+    assert_eq!(t.read("f").unwrap()[..], b"abc\0\0\0"[..]);
     t.write("f", 0, b"0123456789", true, S).unwrap();
     t.write("f", 3, b"X", false, S).unwrap();
     t.write("f", 6, b"X", false, S).unwrap();
-    assert_eq!(t.read("f").unwrap().as_slice(), b"012X45X789");
+    assert_eq!(t.read("f").unwrap()[..], b"012X45X789"[..]);
     t.write("f", 0, b"ab", true, S).unwrap();
-    assert_eq!(t.read("f").unwrap().as_slice(), b"ab");
+    assert_eq!(t.read("f").unwrap()[..], b"ab"[..]);
     // extending an empty file zero-fills (the original keeps a NULL buffer)
     t.create("e", S).unwrap();
     t.write("e", 10, b"", true, S).unwrap();
-    assert_eq!(t.read("e").unwrap().as_slice(), &[0u8; 10]);
+    assert_eq!(t.read("e").unwrap()[..], [0u8; 10]);
 }
 
 #[test]

@@ -32,7 +32,7 @@ pub fn sync(db: &Database, host: &Path) -> bool {
         let _ = std::fs::create_dir_all(dir);
     }
     let tmp: PathBuf = host.with_extension("conf.tmp");
-    let written = std::fs::write(&tmp, data.as_slice()).and_then(|_| {
+    let written = std::fs::write(&tmp, &data[..]).and_then(|_| {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))?;
         std::fs::rename(&tmp, host)
@@ -79,6 +79,6 @@ mod tests {
         let host = dir.path().join("corosync.conf");
         std::fs::write(&host, b"totem {\n  config_version: 3\n}\n").unwrap();
         assert!(super::import_into_new_db(&db, &host).unwrap());
-        assert_eq!(db.tree().read("corosync.conf").unwrap().as_slice(), b"totem {\n  config_version: 3\n}\n");
+        assert_eq!(db.tree().read("corosync.conf").unwrap()[..], b"totem {\n  config_version: 3\n}\n"[..]);
     }
 }

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use pmxcfs_backend::{path as tree_path, Content, Database, Durability, Entry, Op, Stamp};
+use pmxcfs_backend::{path as tree_path, Content, Database, Durability, Entry, Name, Op, Stamp};
 use pmxcfs_dfsm::wire::dcdb::{DcdbMessage, DcdbSubtype, FuseOp, Unlock};
 use pmxcfs_dfsm::wire::index::MemdbIndex;
 use pmxcfs_dfsm::wire::update::{InodeRecord, DT_DIR};
@@ -115,8 +115,8 @@ pub fn encode_unlock(path: &str, csum: [u8; 32]) -> Vec<u8> {
 /// An inode record (UPDATE payload) → tree entry.
 pub fn entry_from_record(r: &InodeRecord<'_>) -> Result<Entry, String> {
     let name = pmxcfs_backend::name_bytes::decode(r.name);
-    let content = if r.entry_type == DT_DIR { Content::Dir(Default::default()) } else { Content::File(Arc::new(r.data.to_vec())) };
-    Ok(Entry { inode: r.inode, parent: r.parent, version: r.version, writer: r.writer, mtime: r.mtime, name: name.to_string(), content })
+    let content = if r.entry_type == DT_DIR { Content::Dir(Default::default()) } else { Content::File(Arc::from(r.data)) };
+    Ok(Entry { inode: r.inode, parent: r.parent, version: r.version, writer: r.writer, mtime: r.mtime, name: Name::from(name.as_ref()), content })
 }
 
 /// An entry without its children table (what an UPDATE carries); file bytes are shared.

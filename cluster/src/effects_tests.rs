@@ -43,7 +43,7 @@ fn a_corosync_conf_change_is_an_effect_and_the_host_file_is_written_only_by_the_
     s.run(MAX);
 
     // applied in RAM, in delivery order; the I/O is left to the host
-    assert_eq!(b.db.tree().read("corosync.conf").unwrap().as_slice(), b"totem {\n  config_version: 2\n}\n");
+    assert_eq!(b.db.tree().read("corosync.conf").unwrap()[..], b"totem {\n  config_version: 2\n}\n"[..]);
     let host_conf = b._dir.path().join("etc/corosync/corosync.conf");
     let queued = effects(&mut s, 2);
     assert_eq!(queued, [DcdbEffect::SyncCorosyncConf, DcdbEffect::SyncCorosyncConf], "create and write of corosync.conf, not the mkdir");

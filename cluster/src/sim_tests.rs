@@ -97,7 +97,7 @@ fn partitioned_node_is_resynced_from_the_leader_after_heal() {
     s.heal();
     s.run(MAX);
     assert!(c.db.tree().lookup("d/old").is_none(), "the follower drops what the leader deleted");
-    assert_eq!(c.db.tree().read("during.txt").unwrap().as_slice(), b"x");
+    assert_eq!(c.db.tree().read("during.txt").unwrap()[..], b"x"[..]);
     assert_converged(&s, &[&a, &b, &c]);
 }
 

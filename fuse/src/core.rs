@@ -108,7 +108,7 @@ impl Core {
                 let path = orphan_path.ok_or(FsError::NotFound)?;
                 drop(t);
                 let name = path.rsplit('/').next().unwrap_or(&path);
-                let e = Entry::new_file(tree_ino, 0, name, Vec::new());
+                let e = Entry::new_file(tree_ino, 0, name, &[][..]);
                 Ok(attrs::entry_attr(ino, &e, &path, quorate, overlay, self.owner))
             }
         }
@@ -118,7 +118,7 @@ impl Core {
     pub fn load(&self, inode: u64) -> Loaded {
         let t = self.cfg.db.tree();
         match t.get(inode) {
-            Some(e) => (e.data().to_vec(), Some((e.parent, e.name.clone()))),
+            Some(e) => (e.data().to_vec(), Some((e.parent, e.name.to_string()))),
             None => (Vec::new(), None),
         }
     }

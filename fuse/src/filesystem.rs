@@ -12,7 +12,7 @@ use fuser::{
     ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow,
 };
 use pmxcfs_backend::path::{is_lock_dir_path, is_private};
-use pmxcfs_backend::{now_secs, FsError, FsResult, Op};
+use pmxcfs_backend::{now_secs, FsError, FsResult, Name, Op};
 use tracing::{debug, warn};
 
 pub use crate::core::{FsConfig, FsCounters, PendingCommitter, DEFAULT_PENDING_CAP};
@@ -526,11 +526,11 @@ impl Filesystem for PmxcfsFs {
 
     fn readdir(&mut self, _req: &Request<'_>, ino: u64, _fh: u64, offset: i64, mut reply: ReplyDirectory) {
         let Ino::Tree(t) = inodes::classify(ino) else { return reply.error(FsError::NotADirectory.errno()) };
-        let mut list: Vec<(u64, FileType, String)> = vec![(ino, FileType::Directory, ".".into()), (ino, FileType::Directory, "..".into())];
+        let mut list: Vec<(u64, FileType, Name)> = vec![(ino, FileType::Directory, ".".into()), (ino, FileType::Directory, "..".into())];
         if t == 0 {
             for (i, s) in self.core.specials.iter().enumerate() {
                 let kind = if matches!(s, Special::Symlink { .. }) { FileType::Symlink } else { FileType::RegularFile };
-                list.push((inodes::from_special(i), kind, s.name().to_string()));
+                list.push((inodes::from_special(i), kind, Name::from(s.name())));
             }
         }
         {

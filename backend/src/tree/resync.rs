@@ -211,8 +211,8 @@ impl Tree {
             written += 1;
             if let Some(old) = self.entries.remove(&u.inode) {
                 self.unlink(old.parent, &old.name, u.inode);
-                if let (Content::Dir(kept), Some(c)) = (old.content, u.children_mut()) {
-                    *c = kept;
+                if let (Content::Dir(kept), true) = (old.content, u.is_dir()) {
+                    u.content = Content::Dir(kept);
                 }
             }
             links.push((u.parent, u.name.clone(), u.inode));
