@@ -340,6 +340,22 @@ impl Daemon {
     }
 }
 
+impl Daemon {
+    /// Clean stop: SIGTERM, then waits for the exit (a daemon's close checkpoints its WAL).
+    pub(crate) fn stop(&mut self) -> io::Result<()> {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.pid as i32, libc::SIGTERM) };
+        let start = Instant::now();
+        while matches!(self.child.try_wait(), Ok(None)) {
+            if start.elapsed() > Duration::from_secs(30) {
+                return Err(other(format!("daemon {} ignored SIGTERM for 30 s", self.spec.name)));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         if matches!(self.child.try_wait(), Ok(None)) {
