@@ -251,7 +251,7 @@ fn apply_message(db: &Database, subtype: &str, path: &[u8], to: Option<&[u8]>) -
         "rename" => Op::Rename { from: p, to: text(got.to.unwrap()) },
         other => panic!("{other}"),
     };
-    db.apply(&op, STAMP, Durability::Commit)
+    db.apply(&op, STAMP, Durability::Now)
 }
 
 #[test]

@@ -5,7 +5,7 @@
 //!   apply path for local and replicated changes).
 //! * **acknowledge** — take every changed row from the tree and append it to the crash
 //!   record on a tmpfs ([`crate::record`]). From then on a daemon crash (SIGKILL, panic,
-//!   OOM) loses nothing: the next start replays the record. [`Durability::Commit`],
+//!   OOM) loses nothing: the next start replays the record. [`Durability::Now`],
 //!   [`ChangeSink::acknowledge`] and [`Database::acknowledge`] ask for this.
 //! * **store transaction** — every acknowledged row since the last one, coalesced per inode,
 //!   written to `config.db` as ONE SQLite transaction (the original's schema and
@@ -64,8 +64,8 @@ pub enum Op {
 /// When the change must be acknowledged (see the module doc for what that guarantees).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
-    /// Acknowledged before `apply` returns.
-    Commit,
+    /// Acknowledged before `apply` returns (a commit point of the FUSE layer).
+    Now,
     /// Acknowledged within [`GROUP_COMMIT_WINDOW`]: changes replicated from other nodes,
     /// whose originator already holds them, share acknowledgements.
     Soon,
@@ -363,7 +363,7 @@ impl Database {
         debug!(target: "database", "apply {} -> {:?}", op_name(op), result);
         let value = result?;
         match durability {
-            Durability::Commit => self.acknowledge()?,
+            Durability::Now => self.acknowledge()?,
             Durability::Soon => self.acknowledge_within(GROUP_COMMIT_WINDOW),
             Durability::Deferred => {}
         }
@@ -750,7 +750,7 @@ fn op_name(op: &Op) -> String {
 /// the node's own delivered message.
 pub trait ChangeSink: Send + Sync {
     /// Applies (or replicates, then applies) one change; the result is the apply result.
-    /// Ok with [`Durability::Commit`] = acknowledged.
+    /// Ok with [`Durability::Now`] = acknowledged.
     fn submit(&self, op: Op, durability: Durability) -> FsResult<u64>;
     /// Acknowledges every applied change (close, rename, fsync): from its return on, a
     /// daemon crash loses none of them. Power-cut durability: [`Database::make_durable`].
@@ -787,7 +787,7 @@ impl ChangeSink for LocalSink {
         if !expired {
             return Ok(false);
         }
-        self.submit(Op::Unlock { path: path.to_string(), csum }, Durability::Commit)?;
+        self.submit(Op::Unlock { path: path.to_string(), csum }, Durability::Now)?;
         info!(target: "database", "removed expired lock '{path}'");
         Ok(true)
     }

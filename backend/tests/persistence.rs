@@ -28,7 +28,7 @@ fn opts(d: &Dirs, w: Duration) -> DatabaseOptions {
 
 fn write(db: &Database, path: &str, data: &[u8]) {
     db.apply(&Op::Create { path: path.into() }, S, Durability::Deferred).ok();
-    db.apply(&Op::Write { path: path.into(), offset: 0, data: data.to_vec(), truncate: true }, S, Durability::Commit).unwrap();
+    db.apply(&Op::Write { path: path.into(), offset: 0, data: data.to_vec(), truncate: true }, S, Durability::Now).unwrap();
 }
 
 fn read(db: &Database, path: &str) -> Option<Vec<u8>> {
@@ -107,10 +107,10 @@ fn w_zero_makes_every_acknowledgement_durable() {
 fn a_crash_replays_the_record_and_a_torn_tail_is_ignored() {
     let d = dirs();
     let db = Database::open(&d.db, opts(&d, Duration::from_secs(3600))).unwrap();
-    db.apply(&Op::Mkdir { path: "dir".into() }, S, Durability::Commit).unwrap();
+    db.apply(&Op::Mkdir { path: "dir".into() }, S, Durability::Now).unwrap();
     write(&db, "dir/a", b"acknowledged");
     write(&db, "gone", b"x");
-    db.apply(&Op::Delete { path: "gone".into() }, S, Durability::Commit).unwrap();
+    db.apply(&Op::Delete { path: "gone".into() }, S, Durability::Now).unwrap();
     write(&db, "big", &vec![9u8; 1 << 20]);
     let version = db.stats().version;
     crash(db);
@@ -137,7 +137,7 @@ fn replaying_twice_is_replaying_once() {
     db.make_durable().unwrap();
     write(&db, "a", b"second");
     write(&db, "b", b"new");
-    db.apply(&Op::Rename { from: "b".into(), to: "c".into() }, S, Durability::Commit).unwrap();
+    db.apply(&Op::Rename { from: "b".into(), to: "c".into() }, S, Durability::Now).unwrap();
     crash(db);
     let saved: Vec<(PathBuf, Vec<u8>)> = record_files(&d.run).into_iter().map(|p| (p.clone(), std::fs::read(&p).unwrap())).collect();
 
@@ -181,7 +181,7 @@ fn clean_close_leaves_config_db_alone_complete() {
         write(&db, &format!("f{i}"), b"data");
     }
     db.close().unwrap();
-    assert!(db.apply(&Op::Mkdir { path: "late".into() }, S, Durability::Commit).is_err(), "closed");
+    assert!(db.apply(&Op::Mkdir { path: "late".into() }, S, Durability::Now).is_err(), "closed");
     drop(db);
     assert!(!Path::new(&format!("{}-wal", d.db.display())).exists());
     assert!(!Path::new(&format!("{}-shm", d.db.display())).exists());
@@ -243,7 +243,7 @@ fn a_full_record_reaches_the_writer_as_enospc_and_nothing_is_lost() {
     let db = Database::open(&db_path, DatabaseOptions { sync_interval: Duration::from_secs(3600), record_dir: Some(small.dir.path().to_path_buf()), exclusive_when_alone: None }).unwrap();
     write(&db, "small", b"fits");
     db.apply(&Op::Create { path: "big".into() }, S, Durability::Deferred).unwrap();
-    let e = db.apply(&Op::Write { path: "big".into(), offset: 0, data: vec![1; 512 * 1024], truncate: true }, S, Durability::Commit).unwrap_err();
+    let e = db.apply(&Op::Write { path: "big".into(), offset: 0, data: vec![1; 512 * 1024], truncate: true }, S, Durability::Now).unwrap_err();
     assert_eq!(e.errno(), libc::ENOSPC, "{e}");
     // the refused change stays in RAM, dirty, for the next acknowledgement; what was
     // acknowledged before is written as usual

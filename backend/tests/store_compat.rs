@@ -55,10 +55,10 @@ fn our_rows_look_like_the_originals() {
     let path = tmp.path().join("config.db");
     let db = Database::open(&path, DatabaseOptions::default()).unwrap();
     let s = Stamp { writer: 0, mtime: 100 };
-    db.apply(&Op::Mkdir { path: "d".into() }, s, Durability::Commit).unwrap();
-    db.apply(&Op::Create { path: "d/empty".into() }, s, Durability::Commit).unwrap();
+    db.apply(&Op::Mkdir { path: "d".into() }, s, Durability::Now).unwrap();
+    db.apply(&Op::Create { path: "d/empty".into() }, s, Durability::Now).unwrap();
     db.apply(&Op::Create { path: "d/full".into() }, s, Durability::Deferred).unwrap();
-    db.apply(&Op::Write { path: "d/full".into(), offset: 0, data: b"hello".to_vec(), truncate: true }, s, Durability::Commit).unwrap();
+    db.apply(&Op::Write { path: "d/full".into(), offset: 0, data: b"hello".to_vec(), truncate: true }, s, Durability::Now).unwrap();
     drop(db);
     let conn = rusqlite::Connection::open(&path).unwrap();
     let schema: String = conn.query_row("SELECT sql FROM sqlite_master WHERE name='tree'", [], |r| r.get(0)).unwrap();
@@ -154,7 +154,7 @@ fn one_transaction_per_commit_and_deferred_creates_ride_along() {
     let s = Stamp { writer: 0, mtime: 1 };
     db.apply(&Op::Create { path: "new".into() }, s, Durability::Deferred).unwrap();
     assert_eq!(db.stats().commits, base, "create alone does not commit");
-    db.apply(&Op::Write { path: "new".into(), offset: 0, data: vec![7; 1 << 20], truncate: true }, s, Durability::Commit).unwrap();
+    db.apply(&Op::Write { path: "new".into(), offset: 0, data: vec![7; 1 << 20], truncate: true }, s, Durability::Now).unwrap();
     assert_eq!(db.stats().commits, base + 1);
     assert!(!db.stats().dirty);
 }

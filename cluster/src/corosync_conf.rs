@@ -56,8 +56,8 @@ pub fn import_into_new_db(db: &Database, host: &Path) -> FsResult<bool> {
     let Ok(data) = std::fs::read(host) else { return Ok(false) };
     let stamp = Stamp { writer: 0, mtime: pmxcfs_backend::now_secs() };
     let path = "corosync.conf".to_string();
-    db.apply(&Op::Create { path: path.clone() }, stamp, Durability::Commit)?;
-    db.apply(&Op::Write { path, offset: 0, data, truncate: true }, stamp, Durability::Commit)?;
+    db.apply(&Op::Create { path: path.clone() }, stamp, Durability::Now)?;
+    db.apply(&Op::Write { path, offset: 0, data, truncate: true }, stamp, Durability::Now)?;
     info!(target: "main", "imported '{}' into the new database", host.display());
     Ok(true)
 }

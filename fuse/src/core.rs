@@ -158,7 +158,7 @@ impl Core {
             self.files.lock().orphan_inode(inode, format!("(removed inode {inode})"), Vec::new);
             return Ok(());
         };
-        self.submit_take(&path, &take, Durability::Commit)?;
+        self.submit_take(&path, &take, Durability::Now)?;
         self.files.lock().committed(inode, &take);
         Ok(())
     }
@@ -209,7 +209,7 @@ impl Core {
         }
         let dst_open = dst.filter(|d| Some(*d) != src && self.files.lock().state(*d).is_some_and(|s| s.handles > 0));
         let dst_snapshot = dst_open.map(|d| self.load(d).0);
-        match self.cfg.sink.submit(Op::Rename { from: from.to_string(), to: to.to_string() }, Durability::Commit) {
+        match self.cfg.sink.submit(Op::Rename { from: from.to_string(), to: to.to_string() }, Durability::Now) {
             Ok(_) => {
                 let mut files = self.files.lock();
                 if let (Some(s), Some(take)) = (src, &take) {
@@ -238,7 +238,7 @@ impl Core {
         let inode = self.cfg.db.tree().lookup(path).map(|e| e.inode);
         let open = inode.filter(|i| self.files.lock().state(*i).is_some());
         let snapshot = open.map(|i| self.load(i).0);
-        self.cfg.sink.submit(Op::Delete { path: path.to_string() }, Durability::Commit)?;
+        self.cfg.sink.submit(Op::Delete { path: path.to_string() }, Durability::Now)?;
         if let Some(i) = open {
             self.files.lock().orphan_inode(i, path.to_string(), || snapshot.unwrap_or_default());
         }
@@ -260,7 +260,7 @@ impl Core {
     /// Submits one namespace change under the namespace lock.
     pub fn submit(&self, op: Op) -> FsResult<u64> {
         let _ns = self.namespace.lock();
-        self.cfg.sink.submit(op, Durability::Commit)
+        self.cfg.sink.submit(op, Durability::Now)
     }
 
     /// Runs a request that changes something: on the FUSE thread when the sink never waits

@@ -42,7 +42,7 @@ pub fn recover_crash_copies(files: &[PathBuf], db: &Database, sink: &dyn ChangeS
         };
         let len = l.content.len();
         let result = (if create { sink.submit(Op::Create { path: path.clone() }, Durability::Deferred).map(|_| ()) } else { Ok(()) })
-            .and_then(|_| sink.submit(Op::Write { path: path.clone(), offset: 0, data: l.content, truncate: true }, Durability::Commit).map(|_| ()));
+            .and_then(|_| sink.submit(Op::Write { path: path.clone(), offset: 0, data: l.content, truncate: true }, Durability::Now).map(|_| ()));
         match result {
             Ok(()) => {
                 let _ = std::fs::remove_file(&l.file);
