@@ -43,7 +43,7 @@ pub struct Cli {
     pub shared_db: bool,
 
     /// How long config.db stays shared after another process last opened it (seconds).
-    #[arg(long = "shared-db-hold", value_name = "S", default_value_t = 600, hide = true)]
+    #[arg(long = "shared-db-hold", value_name = "S", default_value_t = pmxcfs_backend::db_sharing::SHARED_HOLD.as_secs(), hide = true)]
     pub shared_db_hold_s: u64,
 
     /// libqb IPC service name (the original's `pve2`; tests run several daemons side by side).

@@ -1,7 +1,8 @@
 //! When `config.db` is locked exclusively (WAL index in RAM: no `-shm` page reaches the
 //! disk) and when it is shared: exclusive while no other process has it open; another
-//! process opening it (inotify `IN_OPEN`) switches the store to shared locking at once, and
-//! it stays shared until nobody else had it open for [`SHARED_HOLD`] (`/proc/*/fd`).
+//! process opening it (held by the [`OpenGate`], or noticed by inotify where fanotify is not
+//! allowed) switches the store to shared locking at once, and it stays shared until nobody
+//! else had it open for the hold ([`SHARED_HOLD`] by default; `/proc/*/fd`).
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};

@@ -93,7 +93,7 @@ pub enum Locking {
     Shared,
     /// `locking_mode=EXCLUSIVE` set before the first WAL access: the WAL index lives in the
     /// daemon's heap, no `-shm` file exists, and other processes get "database is locked"
-    /// until the store switches back to [`Locking::Shared`] (see `crate::foreign_opens`).
+    /// until the store switches to [`Locking::Shared`] (`crate::db_sharing` decides when).
     Exclusive,
 }
 

@@ -468,6 +468,23 @@ impl Reader {
     }
 }
 
+/// One measured phase of `n` operations: the daemon's CPU from quiet to quiet, its context
+/// switches and the loop's wall time, as `<name>_cpu_s`, `<name>_ctx_per_file`,
+/// `<name>_cpu_us_per_file` and `<name>_per_s`.
+fn measure_phase(d: &Daemon, name: &str, n: usize, put: &mut impl FnMut(&str, f64), body: impl FnOnce() -> io::Result<()>) -> io::Result<()> {
+    let c0 = d.quiet_cpu()?;
+    let x0 = ctx_switches(d.pid);
+    let t0 = Instant::now();
+    body()?;
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu = d.quiet_cpu()? - c0;
+    put(&format!("{name}_cpu_s"), cpu);
+    put(&format!("{name}_ctx_per_file"), (ctx_switches(d.pid) - x0) as f64 / n as f64);
+    put(&format!("{name}_cpu_us_per_file"), cpu * 1e6 / n as f64);
+    put(&format!("{name}_per_s"), n as f64 / wall);
+    Ok(())
+}
+
 /// One round of one daemon: every local row.
 fn run_local(p: &Params, spec: &DaemonSpec, root: &Path) -> io::Result<Map<String, Value>> {
     let mut r = Map::new();
@@ -487,61 +504,43 @@ fn run_local(p: &Params, spec: &DaemonSpec, root: &Path) -> io::Result<Map<Strin
     let _ = d.quiet_cpu()? - c0;
 
     // create
-    let c0 = d.quiet_cpu()?;
-    let x0 = ctx_switches(d.pid);
-    let t0 = Instant::now();
-    for i in 0..p.files {
-        if i % 1000 == 0 {
-            check_abort()?;
+    measure_phase(&d, "create", p.files, &mut put, || {
+        for i in 0..p.files {
+            if i % 1000 == 0 {
+                check_abort()?;
+            }
+            write_file(&mnt.join(file_rel(p, i)), &payload(i, 0, p.size))?;
         }
-        write_file(&mnt.join(file_rel(p, i)), &payload(i, 0, p.size))?;
-    }
-    let wall = t0.elapsed().as_secs_f64();
-    let cpu = d.quiet_cpu()? - c0;
-    put("create_cpu_s", cpu);
-    put("create_ctx_per_file", (ctx_switches(d.pid) - x0) as f64 / p.files as f64);
-    put("create_cpu_us_per_file", cpu * 1e6 / p.files as f64);
-    put("create_per_s", p.files as f64 / wall);
+        Ok(())
+    })?;
 
     // cat
-    let c0 = d.quiet_cpu()?;
-    let x0 = ctx_switches(d.pid);
-    let t0 = Instant::now();
-    let mut bytes = 0usize;
-    for i in 0..p.files {
-        if i % 1000 == 0 {
-            check_abort()?;
+    measure_phase(&d, "cat", p.files, &mut put, || {
+        let mut bytes = 0usize;
+        for i in 0..p.files {
+            if i % 1000 == 0 {
+                check_abort()?;
+            }
+            bytes += fs::read(mnt.join(file_rel(p, i)))?.len();
         }
-        bytes += fs::read(mnt.join(file_rel(p, i)))?.len();
-    }
-    let wall = t0.elapsed().as_secs_f64();
-    let cpu = d.quiet_cpu()? - c0;
-    if bytes != p.files * p.size {
-        return Err(other(format!("cat read {bytes} bytes, expected {}", p.files * p.size)));
-    }
-    put("cat_cpu_s", cpu);
-    put("cat_ctx_per_file", (ctx_switches(d.pid) - x0) as f64 / p.files as f64);
-    put("cat_cpu_us_per_file", cpu * 1e6 / p.files as f64);
-    put("cat_per_s", p.files as f64 / wall);
+        if bytes != p.files * p.size {
+            return Err(other(format!("cat read {bytes} bytes, expected {}", p.files * p.size)));
+        }
+        Ok(())
+    })?;
 
     // overwrite
     let step = (p.files / p.overwrites).max(1);
-    let c0 = d.quiet_cpu()?;
-    let x0 = ctx_switches(d.pid);
-    let t0 = Instant::now();
-    for k in 0..p.overwrites {
-        if k % 1000 == 0 {
-            check_abort()?;
+    measure_phase(&d, "overwrite", p.overwrites, &mut put, || {
+        for k in 0..p.overwrites {
+            if k % 1000 == 0 {
+                check_abort()?;
+            }
+            let i = (k * step) % p.files;
+            write_file(&mnt.join(file_rel(p, i)), &payload(i, 1, p.size))?;
         }
-        let i = (k * step) % p.files;
-        write_file(&mnt.join(file_rel(p, i)), &payload(i, 1, p.size))?;
-    }
-    let wall = t0.elapsed().as_secs_f64();
-    let cpu = d.quiet_cpu()? - c0;
-    put("overwrite_cpu_s", cpu);
-    put("overwrite_ctx_per_file", (ctx_switches(d.pid) - x0) as f64 / p.overwrites as f64);
-    put("overwrite_cpu_us_per_file", cpu * 1e6 / p.overwrites as f64);
-    put("overwrite_per_s", p.overwrites as f64 / wall);
+        Ok(())
+    })?;
 
     // reader alone, then under a writer storm
     let reader = Reader::start(probe.clone());

@@ -71,7 +71,7 @@ impl CrashCopies {
         CrashCopies { dir, files: Default::default(), free: Vec::new(), run, next: 0, broken: false }
     }
 
-    /// A free copy file, or a new one (None: no directory, or it failed).
+    /// A free copy file (true: reused), or a new one.
     fn take_slot(&mut self, dir: &Path) -> std::io::Result<(Slot, bool)> {
         if let Some(slot) = self.free.pop() {
             return Ok((slot, true));
@@ -185,13 +185,9 @@ impl Drop for CrashCopies {
     }
 }
 
-/// Reads every crash copy left in `dir` by an earlier run (a damaged one is logged and
-/// skipped, and stays on disk for the administrator).
-pub fn leftovers(dir: &Path) -> Vec<Leftover> {
-    leftovers_of(&copy_files(dir))
-}
-
-/// [`leftovers`] of the given files (listed before this run made copies of its own).
+/// Reads the crash copies in `files` (listed at start, before this run made copies of its
+/// own): a damaged one is logged and skipped, and stays on disk for the administrator; a
+/// free one is removed.
 pub fn leftovers_of(files: &[PathBuf]) -> Vec<Leftover> {
     let mut out = Vec::new();
     for path in files {
@@ -245,6 +241,10 @@ fn decode(path: &Path, bytes: &[u8]) -> Result<Leftover, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn leftovers(dir: &Path) -> Vec<Leftover> {
+        leftovers_of(&copy_files(dir))
+    }
 
     #[test]
     fn a_copy_follows_writes_and_truncates_and_reads_back() {

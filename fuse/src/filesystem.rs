@@ -30,6 +30,16 @@ const TTL_NONE: Duration = Duration::from_secs(0);
 /// descriptor of this open is closed. Given to read-only opens, where a flush has nothing
 /// to commit (one request less per `cat`; older kernels ignore the bit).
 const FOPEN_NOFLUSH: u32 = 1 << 5;
+
+/// The reply flags of an open: `direct_io` for every file (as the original), and no FLUSH
+/// for a read-only one.
+fn open_flags(writing: bool) -> u32 {
+    if writing {
+        consts::FOPEN_DIRECT_IO
+    } else {
+        consts::FOPEN_DIRECT_IO | FOPEN_NOFLUSH
+    }
+}
 /// Largest write the kernel may send in one request (1 MiB = the file size limit).
 const MAX_WRITE: u32 = 1024 * 1024;
 
@@ -366,14 +376,13 @@ impl Filesystem for PmxcfsFs {
     }
 
     fn open(&mut self, req: &Request<'_>, ino: u64, flags: i32, reply: ReplyOpen) {
-        let direct = consts::FOPEN_DIRECT_IO;
         match inodes::classify(ino) {
             Ino::Special(i) => match self.core.specials.get(i) {
                 Some(Special::Virtual(v)) => {
                     let text = self.core.virtual_text(v.name);
                     let fh = self.core.files.lock().open(Handle { virtual_text: Some(text), virtual_name: Some(v.name), ..Default::default() });
                     let writing = flags & libc::O_ACCMODE != libc::O_RDONLY;
-                    reply.opened(fh, if writing { direct } else { direct | FOPEN_NOFLUSH })
+                    reply.opened(fh, open_flags(writing))
                 }
                 _ => reply.error(FsError::AccessDenied.errno()),
             },
@@ -396,7 +405,7 @@ impl Filesystem for PmxcfsFs {
                             let _ = files.truncate(t, Some(fh), 0, || self.core.load(t));
                         }
                         drop(files);
-                        reply.opened(fh, if writing { direct } else { direct | FOPEN_NOFLUSH })
+                        reply.opened(fh, open_flags(writing))
                     }
                 }
             }
