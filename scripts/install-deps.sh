@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages pmxcfs-ng needs to build and test (idempotent).
 set -euo pipefail
+# valgrind: the IPC tests run libqb's disconnect paths under memcheck.
 # libsqlite3-dev: the workspace links the system's SQLite (rusqlite without "bundled").
 PKGS=(build-essential pkg-config sqlite3 libsqlite3-dev fuse3 rrdtool rrdcached iproute2 util-linux
-      corosync libcpg-dev libcfg-dev libquorum-dev libcmap-dev libvotequorum-dev libqb-dev)
+      corosync libcpg-dev libcfg-dev libquorum-dev libcmap-dev libvotequorum-dev libqb-dev
+      valgrind)
 # Without a cargo in PATH (rustup's, say): Debian's own toolchain (bookworm-security ships
 # rustc-web/cargo-web >= 1.87, the rust-version of Cargo.toml).
 command -v cargo >/dev/null || PKGS+=(cargo-web rustc-web)

@@ -5,6 +5,7 @@
 //! * [`server`]: [`IpcServer`] on libqb (`-lqb`) with its own qb loop thread, the
 //!   authentication rule and the permission-checking [`dispatch`];
 //! * [`error`]: [`IpcError`], the typed error of requests and handlers, and its errno;
+//! * [`stale_rings`]: ring directories a killed server of the service left in /dev/shm;
 //! * [`guest_props`]: the guest-config-property JSON used by ids 11 and 13;
 //! * [`ffi`]: hand-written libqb declarations, their layout checked against the installed
 //!   headers by `build.rs`.
@@ -14,6 +15,7 @@ pub mod ffi;
 pub mod guest_props;
 pub mod protocol;
 pub mod server;
+pub mod stale_rings;
 
 pub use error::IpcError;
 pub use protocol::{ParseError, Request};

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use libc::{c_void, gid_t, size_t, uid_t, EACCES, EIO};
-use tracing::{debug, error, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::error::IpcError;
 use crate::ffi::{self, qb_ipcs_connection_t, qb_ipcs_service_t, qb_loop_t};
@@ -163,6 +163,10 @@ struct Shared {
 struct ConnCtx {
     client: Client,
     warned: bool,
+    /// A disconnect is scheduled ([`disconnect_later`]): further requests get no reply.
+    closing: bool,
+    /// libqb ran `connection_closed`: the connection must not be disconnected again.
+    closed: bool,
 }
 
 /// Context of the stop eventfd handler.
@@ -234,7 +238,7 @@ unsafe extern "C" fn connection_accept(c: *mut qb_ipcs_connection_t, uid: uid_t,
         match Client::authenticate(pid, uid, gid, shared.www_data_gid) {
             Some(client) => {
                 debug!(target: "ipcs", "authenticated connection {uid}/{gid} (pid {pid})");
-                let ctx = Box::new(ConnCtx { client, warned: false });
+                let ctx = Box::new(ConnCtx { client, warned: false, closing: false, closed: false });
                 ffi::qb_ipcs_context_set(c, Box::into_raw(ctx) as *mut c_void);
                 0
             }
@@ -252,11 +256,47 @@ unsafe extern "C" fn connection_created(_c: *mut qb_ipcs_connection_t) {
 }
 
 unsafe extern "C" fn connection_closed(c: *mut qb_ipcs_connection_t) -> i32 {
-    let ctx = ffi::qb_ipcs_context_get(c) as *const ConnCtx;
-    if let Some(ctx) = ctx.as_ref() {
+    let ctx = ffi::qb_ipcs_context_get(c) as *mut ConnCtx;
+    if let Some(ctx) = ctx.as_mut() {
+        ctx.closed = true;
         debug!(target: "ipcs", "connection to pid:{} closed", ctx.client.pid);
     }
     0
+}
+
+/// Close a connection from inside `msg_process`. libqb holds no reference of its own while
+/// it dispatches a request, so `qb_ipcs_disconnect` there frees the connection under the
+/// dispatcher, which then reads it again (and, with more requests queued, unrefs it twice:
+/// an abort). Instead: take a reference, let a loop job disconnect after the dispatch has
+/// returned, and answer nothing more on this connection meanwhile. Returns the value
+/// `msg_process` must return (negative: stop the current batch).
+unsafe fn disconnect_later(c: *mut qb_ipcs_connection_t) -> i32 {
+    let ctx = ffi::qb_ipcs_context_get(c) as *mut ConnCtx;
+    if let Some(ctx) = ctx.as_mut() {
+        if ctx.closing {
+            return -1;
+        }
+        ctx.closing = true;
+    }
+    ffi::qb_ipcs_connection_ref(c);
+    let rc = on_this_loop(|lp| ffi::qb_loop_job_add(lp, ffi::QB_LOOP_HIGH, c as *mut c_void, Some(disconnect_job)));
+    if rc != 0 {
+        // cannot happen on the service's own loop; the client's hang-up still closes it
+        error!(target: "ipcs", "cannot schedule a disconnect ({rc})");
+        ffi::qb_ipcs_connection_unref(c);
+    }
+    -1
+}
+
+/// The loop job of [`disconnect_later`]: disconnect unless libqb already closed the
+/// connection (client hang-up, service stop), then drop the job's reference.
+unsafe extern "C" fn disconnect_job(data: *mut c_void) {
+    let c = data as *mut qb_ipcs_connection_t;
+    let ctx = ffi::qb_ipcs_context_get(c) as *const ConnCtx;
+    if ctx.as_ref().is_some_and(|ctx| !ctx.closed) {
+        ffi::qb_ipcs_disconnect(c);
+    }
+    ffi::qb_ipcs_connection_unref(c);
 }
 
 unsafe extern "C" fn connection_destroyed(c: *mut qb_ipcs_connection_t) {
@@ -292,24 +332,27 @@ unsafe fn received_len(data: *mut c_void) -> Option<usize> {
 }
 
 unsafe extern "C" fn msg_process(c: *mut qb_ipcs_connection_t, data: *mut c_void, _size: size_t) -> i32 {
-    let r = catch_unwind(AssertUnwindSafe(|| msg_process_inner(c, data)));
-    if r.is_err() {
-        error!(target: "ipcs", "panic while processing a request - disconnecting client");
-        ffi::qb_ipcs_disconnect(c);
+    match catch_unwind(AssertUnwindSafe(|| msg_process_inner(c, data))) {
+        Ok(rc) => rc,
+        Err(_) => {
+            error!(target: "ipcs", "panic while processing a request - disconnecting client");
+            disconnect_later(c)
+        }
     }
-    0
 }
 
-unsafe fn msg_process_inner(c: *mut qb_ipcs_connection_t, data: *mut c_void) {
+/// One request: 0 when answered, else what [`disconnect_later`] returned.
+unsafe fn msg_process_inner(c: *mut qb_ipcs_connection_t, data: *mut c_void) -> i32 {
     let ctx = ffi::qb_ipcs_context_get(c) as *mut ConnCtx;
     let (Some(ctx), Some(shared)) = (ctx.as_mut(), shared_of(c)) else {
         error!(target: "ipcs", "qb_ipcs_context_get failed");
-        ffi::qb_ipcs_disconnect(c);
-        return;
+        return disconnect_later(c);
     };
+    if ctx.closing {
+        return -1;
+    }
     if data.is_null() {
-        ffi::qb_ipcs_disconnect(c);
-        return;
+        return disconnect_later(c);
     }
     // libqb passes the *claimed* header size, not the received length. The request lives
     // in the connection's receive buffer (socket transport) or in the double-mapped shm
@@ -358,10 +401,7 @@ unsafe fn msg_process_inner(c: *mut qb_ipcs_connection_t, data: *mut c_void) {
     };
     let (id, result) = match outcome {
         Outcome::Reply { id, result } => (id, result),
-        Outcome::Disconnect => {
-            ffi::qb_ipcs_disconnect(c);
-            return;
-        }
+        Outcome::Disconnect => return disconnect_later(c),
     };
     let error = match &result {
         Ok(_) => 0,
@@ -380,8 +420,7 @@ unsafe fn msg_process_inner(c: *mut qb_ipcs_connection_t, data: *mut c_void) {
             "qb_ipcs_response_send: response of {} bytes exceeds the {cap} byte buffer",
             body.len()
         );
-        ffi::qb_ipcs_disconnect(c);
-        return;
+        return disconnect_later(c);
     }
     let hdr = protocol::response_header(id, body.len(), error);
     let iov = [
@@ -392,8 +431,9 @@ unsafe fn msg_process_inner(c: *mut qb_ipcs_connection_t, data: *mut c_void) {
     if res < 0 {
         let err = io::Error::from_raw_os_error(i32::try_from(-res).unwrap_or(EIO));
         error!(target: "ipcs", "qb_ipcs_response_send: {err}");
-        ffi::qb_ipcs_disconnect(c);
+        return disconnect_later(c);
     }
+    0
 }
 
 unsafe extern "C" fn stop_loop_job(data: *mut c_void) {
@@ -442,6 +482,10 @@ impl IpcServer {
     ) -> io::Result<IpcServer> {
         let cname = CString::new(service_name)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "service name contains NUL"))?;
+        let stale = crate::stale_rings::remove_stale_rings(std::path::Path::new(crate::stale_rings::SHM_DIR), service_name);
+        if stale > 0 {
+            info!(target: "ipcs", "removed {stale} IPC ring directories left by a killed server");
+        }
         // SAFETY: plain syscall.
         let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
         if efd < 0 {

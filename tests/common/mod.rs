@@ -182,12 +182,19 @@ impl Daemon {
         st.and_then(|s| s.code()).unwrap_or(-1)
     }
 
-    /// SIGKILL and wait; clears the dead mount.
+    /// SIGKILL and wait; clears the dead mount and the IPC rings the killed server left.
     pub fn kill9(&mut self) {
         let mut child = self.child.take().expect("running");
         let _ = child.kill();
         let _ = child.wait();
         lazy_umount(&self.mnt());
+        self.remove_stale_rings();
+    }
+
+    /// A killed daemon's clients' rings stay in /dev/shm (libqb removes them on disconnect).
+    fn remove_stale_rings(&self) {
+        let shm = Path::new(pmxcfs_ipc::stale_rings::SHM_DIR);
+        pmxcfs_ipc::stale_rings::remove_stale_rings(shm, &self.ipc_name());
     }
 }
 
@@ -220,6 +227,7 @@ impl Drop for Daemon {
             let _ = c.wait();
         }
         lazy_umount(&self.mnt());
+        self.remove_stale_rings();
     }
 }
 

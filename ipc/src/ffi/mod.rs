@@ -58,6 +58,8 @@ extern "C" {
         iov_len: size_t,
     ) -> ssize_t;
     pub fn qb_ipcs_disconnect(c: *mut qb_ipcs_connection_t);
+    pub fn qb_ipcs_connection_ref(c: *mut qb_ipcs_connection_t);
+    pub fn qb_ipcs_connection_unref(c: *mut qb_ipcs_connection_t);
     pub fn qb_ipcs_context_set(c: *mut qb_ipcs_connection_t, context: *mut c_void);
     pub fn qb_ipcs_context_get(c: *mut qb_ipcs_connection_t) -> *mut c_void;
     pub fn qb_ipcs_connection_service_context_get(c: *mut qb_ipcs_connection_t) -> *mut c_void;
