@@ -115,7 +115,12 @@ impl Cluster {
         let root = self.nodes[i].root.path().to_path_buf();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(root.join("daemon.log")).unwrap();
         let mut cmd = Command::new("bash");
-        cmd.arg(harness()).args(["netexec", &id.to_string(), BIN, "-f", "--nodename", &format!("node{id}"), "--root"]).arg(&root);
+        cmd.arg(harness()).args(["netexec", &id.to_string()]);
+        // PMXCFS_TEST_WRAPPER="valgrind -q --log-file=/tmp/vg.%p" runs the daemons under a tool
+        if let Ok(wrapper) = std::env::var("PMXCFS_TEST_WRAPPER") {
+            cmd.args(wrapper.split_whitespace());
+        }
+        cmd.args([BIN, "-f", "--nodename", &format!("node{id}"), "--root"]).arg(&root);
         cmd.args(["--node-ip", &self.ip(id)]).args(&self.nodes[i].extra);
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log);
