@@ -275,6 +275,11 @@ fn fsync_makes_everything_durable_at_once_within_a_long_sync_interval() {
     assert_eq!(d.commits(), acks + 3, "close and rename are acknowledged (crash record)");
     assert_eq!(store_transactions(&d), base + 1, "within the interval nothing else reaches SQLite");
     assert!(d.stats()["dirty"].as_bool().unwrap());
+    // the durable-replace pattern ends with an fsync of the directory: the rename is durable
+    File::open(d.mnt()).unwrap().sync_all().unwrap();
+    assert_eq!(store_transactions(&d), base + 2, "fsync of the directory wrote the rename to config.db");
+    assert!(!d.stats()["dirty"].as_bool().unwrap(), "everything is durable");
+    assert!(!d.log_text().contains("Not Implemented"), "an fsync of a directory logs nothing");
 }
 
 #[test]

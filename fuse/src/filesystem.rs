@@ -533,6 +533,17 @@ impl Filesystem for PmxcfsFs {
         });
     }
 
+    /// `fsync` of a directory (the durable-replace pattern: write, fsync, rename, fsync the
+    /// directory): every acknowledged change is made durable, as by `fsync` of a file.
+    fn fsyncdir(&mut self, _req: &Request<'_>, ino: u64, _fh: u64, _datasync: bool, reply: ReplyEmpty) {
+        let Ino::Tree(_) = inodes::classify(ino) else { return reply.ok() };
+        let core = self.core.clone();
+        self.core.workers.run(move || match core.cfg.sink.acknowledge().and_then(|_| core.cfg.db.make_durable()) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(err(&e)),
+        });
+    }
+
     fn readdir(&mut self, _req: &Request<'_>, ino: u64, _fh: u64, offset: i64, mut reply: ReplyDirectory) {
         let Ino::Tree(t) = inodes::classify(ino) else { return reply.error(FsError::NotADirectory.errno()) };
         let mut list: Vec<(u64, FileType, Name)> = vec![(ino, FileType::Directory, ".".into()), (ino, FileType::Directory, "..".into())];
