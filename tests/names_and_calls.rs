@@ -67,7 +67,7 @@ fn a_database_with_a_300_byte_name_loads_lists_and_checks_healthy() {
 }
 
 #[test]
-fn tcgets_gets_enotty_and_cp_falls_back_without_a_word() {
+fn tcgets_gets_enotty_cp_falls_back_and_poll_is_ready_without_a_word() {
     let d = Daemon::start(&[]);
     fs::write(d.p("storage.cfg"), vec![b'x'; 200_000]).unwrap();
     // what every Perl/openssl open does: isatty → TCGETS
@@ -85,6 +85,10 @@ fn tcgets_gets_enotty_and_cp_falls_back_without_a_word() {
     let out = Command::new("cp").arg("--reflink=auto").arg(d.p("copy.cfg")).arg(d.p("copy2.cfg")).output().unwrap();
     assert!(out.status.success() && out.stderr.is_empty(), "cp: {}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(fs::read(d.p("copy2.cfg")).unwrap(), vec![b'x'; 200_000]);
+    // select/poll on a descriptor (event loops that watch a config file): always ready
+    let py = "import select, sys\nf = open(sys.argv[1], 'rb')\np = select.poll()\np.register(f, select.POLLIN)\nprint(p.poll(1000))\n";
+    let out = Command::new("python3").args(["-c", py]).arg(d.p("storage.cfg")).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains(", 1)]") || String::from_utf8_lossy(&out.stdout).contains(", 5)]"), "poll: {} {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     let log = d.log_text();
     assert!(!log.contains("Not Implemented") && !log.contains("warning"), "daemon log:\n{log}");
 }

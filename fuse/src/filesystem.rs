@@ -635,4 +635,11 @@ impl Filesystem for PmxcfsFs {
     fn fallocate(&mut self, _req: &Request<'_>, _ino: u64, _fh: u64, _offset: i64, _length: i64, _mode: i32, reply: ReplyEmpty) {
         reply.error(FsError::NotImplemented.errno())
     }
+
+    /// `poll`/`select` on a descriptor: no handler in the original either; the kernel then
+    /// reports a file always ready and stops asking.
+    #[allow(clippy::too_many_arguments)]
+    fn poll(&mut self, _req: &Request<'_>, _ino: u64, _fh: u64, _ph: fuser::PollHandle, _events: u32, _flags: u32, reply: fuser::ReplyPoll) {
+        reply.error(FsError::NotImplemented.errno())
+    }
 }
