@@ -153,6 +153,12 @@ fn symlinks_point_at_the_local_node() {
     fs::write(d.p("qemu-server/100.conf"), b"memory: 512\n").unwrap();
     assert_eq!(read(&d.p("nodes/testnode/qemu-server/100.conf")), b"memory: 512\n");
     assert_eq!(errno(&std::os::unix::fs::symlink("x", d.p("mylink")).unwrap_err()), libc::ENOSYS, "no symlinks can be created");
+    // the original's `ls -s` / `du`: symlinks and virtual files occupy no blocks, files do
+    use std::os::unix::fs::MetadataExt;
+    for name in ["local", "qemu-server", ".members", ".version", ".vmlist", ".debug", ".clusterlog"] {
+        assert_eq!(fs::symlink_metadata(d.p(name)).unwrap().blocks(), 0, "{name}");
+    }
+    assert_eq!(fs::metadata(d.p("qemu-server/100.conf")).unwrap().blocks(), 1);
 }
 
 #[test]
@@ -188,6 +194,11 @@ fn writing_1_to_dotdebug_turns_on_debug_logging() {
     assert_eq!(read(&d.p(".debug")), b"0\n");
     assert_eq!(errno(&fs::write(d.p(".debug"), b"x").unwrap_err()), libc::EIO);
     assert_eq!(errno(&fs::write(d.p(".version"), b"1\n").unwrap_err()), libc::EIO);
+    // as with the original, `> .members` fails at the open (its truncate), `>> .members` at the write
+    let trunc = fs::OpenOptions::new().write(true).truncate(true).open(d.p(".members"));
+    assert_eq!(errno(&trunc.unwrap_err()), libc::EIO);
+    let mut append = fs::OpenOptions::new().append(true).open(d.p(".members")).unwrap();
+    assert_eq!(errno(&append.write_all(b"x").unwrap_err()), libc::EIO);
 }
 
 #[test]

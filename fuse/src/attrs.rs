@@ -80,12 +80,13 @@ pub fn entry_attr(ino: u64, e: &Entry, path: &str, quorate: bool, overlay: Optio
 /// Attributes of a node symlink.
 pub fn symlink_attr(ino: u64, target_len: usize, quorate: bool, owner: Owner) -> FileAttr {
     let base = if quorate { 0o777 } else { 0o555 };
-    attr(ino, FileType::Symlink, base & 0o755, target_len as u64, 0, 1, owner)
+    FileAttr { blocks: 0, ..attr(ino, FileType::Symlink, base & 0o755, target_len as u64, 0, 1, owner) }
 }
 
-/// Attributes of a virtual file with its freshly generated size.
+/// Attributes of a virtual file with its freshly generated size. Virtual files and the
+/// symlinks occupy no blocks (`st_blocks` 0), as with the original.
 pub fn virtual_attr(ino: u64, mode: u32, size: usize, owner: Owner) -> FileAttr {
-    attr(ino, FileType::RegularFile, mode, size as u64, 0, 1, owner)
+    FileAttr { blocks: 0, ..attr(ino, FileType::RegularFile, mode, size as u64, 0, 1, owner) }
 }
 
 #[cfg(test)]

@@ -379,6 +379,11 @@ impl Filesystem for PmxcfsFs {
         match inodes::classify(ino) {
             Ino::Special(i) => match self.core.specials.get(i) {
                 Some(Special::Virtual(v)) => {
+                    // O_TRUNC arrives with the open (atomic_o_trunc); the original's libfuse
+                    // truncates first, which only writable virtual files accept.
+                    if flags & libc::O_TRUNC != 0 && !v.writable {
+                        return reply.error(FsError::Io("not possible on this entry".into()).errno());
+                    }
                     let text = self.core.virtual_text(v.name);
                     let fh = self.core.files.lock().open(Handle { virtual_text: Some(text), virtual_name: Some(v.name), ..Default::default() });
                     let writing = flags & libc::O_ACCMODE != libc::O_RDONLY;
