@@ -8,7 +8,7 @@
 # and its order (sorted), the cluster log's pids.
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")/.." && pwd)
-BIN=${PMXCFS_BIN:-$HERE/target/release/pmxcfs}
+. "$HERE/scripts/lib/side-by-side.sh"
 Q=${QBCLIENT:-$HERE/target/tmp/qbclient/qbclient}
 OUT=${OUT:-$(mktemp -d /tmp/ipc-compare.XXXXXX)}
 [ -x "$Q" ] || { echo "no libqb test client at $Q: run cargo test -p pmxcfs-ipc first" >&2; exit 1; }
@@ -55,16 +55,8 @@ while o + 4 <= len(d):
     k += 1
 PY
 replies() { # $1 = ng|orig
-    local WHICH=$1 R SVC NS P
-    R=$(mktemp -d /tmp/ipc-root.XXXXXX); mkdir -p "$R/var/lib/pve-cluster" "$R/run/pve-cluster" "$R/etc/pve"
-    if [ "$WHICH" = ng ]; then
-        "$BIN" -f -l --root "$R" --nodename pve1 --ipc-name "ipccmp-$$" > "$OUT/$WHICH.log" 2>&1 & P=$!; SVC="ipccmp-$$"; NS=()
-    else
-        C_PMXCFS=${C_PMXCFS:-/opt/pmxcfs-c/pmxcfs} unshare -n "$HERE/../shared/original/c-local.sh" -f -l --root "$R" --nodename pve1 > "$OUT/$WHICH.log" 2>&1 & P=$!
-        SVC=pve2; NS=(nsenter "--net=/proc/$P/ns/net")
-    fi
-    for _ in $(seq 200); do [ -e "$R/etc/pve/.version" ] && break; sleep 0.1; done
-    local M=$R/etc/pve
+    sbs_start "$1" "$OUT/$1.log" || return 1
+    local M=$SBS_MNT
     mkdir -p "$M/priv" "$M/nodes/pve1/qemu-server" "$M/nodes/pve1/lxc" "$M/nodes/pve2/qemu-server"
     printf 'dir: local\n\tpath /var/lib/vz\n' > "$M/storage.cfg"
     printf 'name: vm100\nmemory: 512\nlock: backup\ntags: a;b\n\n[snap]\nlock: snapshot\nname: old\n' > "$M/nodes/pve1/qemu-server/100.conf"
@@ -72,9 +64,8 @@ replies() { # $1 = ng|orig
     printf 'arch: amd64\nhostname: ct101\n' > "$M/nodes/pve1/lxc/101.conf"
     printf 'root@pam!t1 11111111-2222-3333-4444-555555555555\nuser@pve!t2 abc\n' > "$M/priv/token.cfg"
     sleep 1
-    python3 "$FRAMES" | "${NS[@]}" "$Q" "$SVC" requests | python3 "$DECODE" | sed -E 's/"pid": [0-9]+/"pid": P/g'
-    kill "$P"; wait "$P" 2>/dev/null
-    fusermount3 -u "$R/etc/pve" 2>/dev/null; rm -rf "$R"
+    python3 "$FRAMES" | "${SBS_NS[@]}" "$Q" "$SBS_SVC" requests | python3 "$DECODE" | sed -E 's/"pid": [0-9]+/"pid": P/g'
+    sbs_stop
 }
 replies ng > "$OUT/ng.txt" 2>&1
 replies orig > "$OUT/orig.txt" 2>&1

@@ -7,24 +7,13 @@
 set -euo pipefail
 PJD=$(cd "${1:?usage: pjdfstest-compare.sh PJDFSTEST_DIR}" && pwd)
 HERE=$(cd "$(dirname "$0")/.." && pwd)
-BIN=${PMXCFS_BIN:-$HERE/target/release/pmxcfs}
+. "$HERE/scripts/lib/side-by-side.sh"
 OUT=${OUT:-$(mktemp -d /tmp/pjdfstest-compare.XXXXXX)}
 run() { # $1 = ng|orig
-    local R; R=$(mktemp -d /tmp/pjdfstest-root.XXXXXX)
-    mkdir -p "$R/var/lib/pve-cluster" "$R/run/pve-cluster" "$R/etc/pve"
-    if [ "$1" = ng ]; then
-        "$BIN" -f -l --root "$R" --nodename pve1 --ipc-name "pjd-$$" > "$OUT/$1.log" 2>&1 &
-    else
-        C_PMXCFS=${C_PMXCFS:-/opt/pmxcfs-c/pmxcfs} unshare -n "$HERE/../shared/original/c-local.sh" \
-            -f -l --root "$R" --nodename pve1 > "$OUT/$1.log" 2>&1 &
-    fi
-    local P=$!
-    for _ in $(seq 200); do [ -e "$R/etc/pve/.version" ] && break; sleep 0.1; done
-    mkdir -p "$R/etc/pve/pjd"
-    (cd "$R/etc/pve/pjd" && timeout 1800 prove -r -v "$PJD/tests" > "$OUT/$1.tap" 2>&1) || true
-    kill "$P"; wait "$P" || true
-    fusermount3 -u "$R/etc/pve" 2>/dev/null || true
-    rm -rf "$R"
+    sbs_start "$1" "$OUT/$1.log"
+    mkdir -p "$SBS_MNT/pjd"
+    (cd "$SBS_MNT/pjd" && timeout 1800 prove -r -v "$PJD/tests" > "$OUT/$1.tap" 2>&1) || true
+    sbs_stop
 }
 run ng
 run orig

@@ -7,17 +7,11 @@
 # Known difference: statfs f_namemax (1024 vs 256, docs/compatibility.md).
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")/.." && pwd)
-BIN=${PMXCFS_BIN:-$HERE/target/release/pmxcfs}
+. "$HERE/scripts/lib/side-by-side.sh"
 OUT=${OUT:-$(mktemp -d /tmp/tools-compare.XXXXXX)}
 transcript() { # $1 = ng|orig
-WHICH=$1; R=$(mktemp -d /tmp/tools-root.XXXXXX); mkdir -p $R/var/lib/pve-cluster $R/run/pve-cluster $R/etc/pve
-if [ $WHICH = ng ]; then
-  "$BIN" -f -l --root $R --nodename pve1 --ipc-name tools > "$OUT/$WHICH.log" 2>&1 & P=$!
-else
-  C_PMXCFS=${C_PMXCFS:-/opt/pmxcfs-c/pmxcfs} unshare -n "$HERE/../shared/original/c-local.sh" -f -l --root $R --nodename pve1 > "$OUT/$WHICH.log" 2>&1 & P=$!
-fi
-for i in $(seq 100); do [ -e $R/etc/pve/.version ] && break; sleep 0.1; done
-M=$R/etc/pve; cd $M
+sbs_start "$1" "$OUT/$1.log" || return 1
+M=$SBS_MNT; cd $M
 SRC=$(mktemp -d); printf 'dir: local\n\tpath /var/lib/vz\n' > $SRC/storage.cfg; mkdir -p $SRC/sub; echo a > $SRC/sub/a.conf; chmod 600 $SRC/sub/a.conf
 t() { echo "== $*"; ( eval "$@" ) 2>&1 | sed -e "s#$M#MNT#g" -e "s#$SRC#SRC#g" -e 's/[0-9]\{9,\}/T/g' -e "s/\(\.[A-Za-z0-9_.-]*\)\.[A-Za-z0-9]\{6\}\"/\1.XXXXXX\"/g"; echo "rc=${PIPESTATUS[0]}"; }
 t 'cp $SRC/storage.cfg storage.cfg; cat storage.cfg'
@@ -76,8 +70,8 @@ t 'du -s . | wc -l'
 t 'printf "%1048576s" x > max.cfg; stat -c %s max.cfg; printf "%1048577s" x > over.cfg; stat -c %s over.cfg'
 t 'exec 3>keep.cfg; echo a >&3; cat keep.cfg; echo b >&3; cat keep.cfg; exec 3>&-'
 t 'nano --version >/dev/null; TERM=dumb timeout 5 nano -t +1 s.cfg < /dev/null > /dev/null 2>&1; echo nano-exit=$?'
-cd /; kill $P; wait $P 2>/dev/null; rm -rf $SRC
-fusermount3 -u $R/etc/pve 2>/dev/null; rm -rf $R
+cd /; rm -rf $SRC
+sbs_stop
 }
 transcript ng > "$OUT/ng.txt" 2>&1
 transcript orig > "$OUT/orig.txt" 2>&1

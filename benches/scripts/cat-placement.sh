@@ -12,20 +12,11 @@
 set -euo pipefail
 WHICH=${1:-ng}; N=${2:-20000}
 HERE=$(cd "$(dirname "$0")/../.." && pwd)
-BIN=${PMXCFS_BIN:-$HERE/target/release/pmxcfs}
-R=$(mktemp -d /tmp/cat-placement.XXXXXX)
+. "$HERE/scripts/lib/side-by-side.sh"
 DIRS=$(( N / 100 > 0 ? N / 100 : 1 ))
-mkdir -p "$R/var/lib/pve-cluster" "$R/run/pve-cluster" "$R/etc/pve"
-if [ "$WHICH" = ng ]; then
-    env ${NGENV:-} "$BIN" -f -l --root "$R" --nodename pve1 --ipc-name "catpl-$$" > "$R/daemon.log" 2>&1 &
-else
-    C_PMXCFS=${C_PMXCFS:-/opt/pmxcfs-c/pmxcfs} unshare -n "$HERE/../shared/original/c-local.sh" \
-        -f -l --root "$R" --nodename pve1 > "$R/daemon.log" 2>&1 &
-fi
-P=$!
-cleanup() { kill "$P" 2>/dev/null || true; wait "$P" 2>/dev/null || true; fusermount3 -u "$R/etc/pve" 2>/dev/null || true; rm -rf "$R"; }
-trap cleanup EXIT
-for _ in $(seq 200); do [ -e "$R/etc/pve/.version" ] && break; sleep 0.1; done
+trap 'sbs_stop 2>/dev/null' EXIT
+sbs_start "$WHICH" /dev/null
+R=$SBS_ROOT; P=$SBS_PID
 M="$R/etc/pve" python3 - "$N" "$DIRS" <<'PY'
 import os, sys
 m, n, dirs = os.environ["M"], int(sys.argv[1]), int(sys.argv[2])
