@@ -257,6 +257,13 @@ impl Core {
         Ok((inode, fh))
     }
 
+    /// `fsync`: every change acknowledged so far is made durable before this returns.
+    pub fn make_acknowledged_durable(&self) -> FsResult<()> {
+        self.cfg.sink.acknowledge()?;
+        self.cfg.db.make_durable()?;
+        Ok(())
+    }
+
     /// Submits one namespace change under the namespace lock.
     pub fn submit(&self, op: Op) -> FsResult<u64> {
         let _ns = self.namespace.lock();

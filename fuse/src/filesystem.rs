@@ -530,7 +530,7 @@ impl Filesystem for PmxcfsFs {
         let core = self.core.clone();
         // always on the pool: nobody else waits for this fdatasync
         self.core.workers.run(move || {
-            let r = core.commit_inode(t).and_then(|_| core.cfg.sink.acknowledge()).and_then(|_| core.cfg.db.make_durable());
+            let r = core.commit_inode(t).and_then(|_| core.make_acknowledged_durable());
             match r {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(err(&e)),
@@ -543,7 +543,7 @@ impl Filesystem for PmxcfsFs {
     fn fsyncdir(&mut self, _req: &Request<'_>, ino: u64, _fh: u64, _datasync: bool, reply: ReplyEmpty) {
         let Ino::Tree(_) = inodes::classify(ino) else { return reply.ok() };
         let core = self.core.clone();
-        self.core.workers.run(move || match core.cfg.sink.acknowledge().and_then(|_| core.cfg.db.make_durable()) {
+        self.core.workers.run(move || match core.make_acknowledged_durable() {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(err(&e)),
         });

@@ -51,18 +51,19 @@ fn holds_rings_of(dir: &Path, service: &str) -> bool {
     };
     let mut any = false;
     for entry in entries.flatten() {
-        let name = entry.file_name();
-        let ours = name.to_str().is_some_and(|n| {
-            ["request", "response", "event"].iter().any(|kind| {
-                ["header", "data"].iter().any(|part| n == format!("qb-{kind}-{service}-{part}"))
-            })
-        });
-        if !ours {
+        if !entry.file_name().to_str().is_some_and(|n| is_ring_file_of(n, service)) {
             return false;
         }
         any = true;
     }
     any
+}
+
+/// `qb-{request,response,event}-SERVICE-{header,data}`.
+fn is_ring_file_of(name: &str, service: &str) -> bool {
+    let Some(rest) = name.strip_prefix("qb-") else { return false };
+    let Some(rest) = rest.strip_suffix("-header").or_else(|| rest.strip_suffix("-data")) else { return false };
+    rest.split_once('-').is_some_and(|(kind, s)| matches!(kind, "request" | "response" | "event") && s == service)
 }
 
 #[cfg(test)]
