@@ -134,9 +134,10 @@ fn stuck_and_flooding_clients_do_not_stall_others() {
     drop(srv);
 }
 
-/// Every way a request ends its connection (no header, a reply too large for the client's
-/// buffer, a client whose reply ring is full while more of its requests are queued) closes
-/// it without touching freed memory: the tests above, re-run under valgrind's memcheck.
+/// A client whose reply ring is full while more of its requests are queued is disconnected
+/// without touching freed memory, and malformed and short requests touch none either: the
+/// tests above, re-run under valgrind's memcheck. (The reply too large for the client's
+/// buffer, the other disconnect path, is `ipc_requests::large_payloads_and_response_limits`.)
 /// (libqb frees a connection disconnected inside `msg_process` under its own dispatcher;
 /// with requests still queued that ended in an abort: `qb_ipcs_connection_unref:
 /// Assertion '0' failed`.)
