@@ -137,29 +137,11 @@ fn stuck_and_flooding_clients_do_not_stall_others() {
 /// A client whose reply ring is full while more of its requests are queued is disconnected
 /// without touching freed memory, and malformed and short requests touch none either: the
 /// tests above, re-run under valgrind's memcheck. (The reply too large for the client's
-/// buffer, the other disconnect path, is `ipc_requests::large_payloads_and_response_limits`.)
+/// buffer, the other disconnect path, is checked the same way in `ipc_requests`.)
 /// (libqb frees a connection disconnected inside `msg_process` under its own dispatcher;
 /// with requests still queued that ended in an abort: `qb_ipcs_connection_unref:
 /// Assertion '0' failed`.)
 #[test]
 fn disconnects_touch_no_freed_memory_under_valgrind() {
-    if std::env::var_os("PMXCFS_UNDER_VALGRIND").is_some() {
-        return;
-    }
-    if Command::new("valgrind").arg("--version").output().is_err() {
-        eprintln!("valgrind not installed: skipped (scripts/install-deps.sh installs it)");
-        return;
-    }
-    client_binary(); // built before valgrind slows everything down
-    let exe = std::env::current_exe().expect("test binary");
-    let out = Command::new("valgrind")
-        .args(["-q", "--error-exitcode=99"])
-        .arg(&exe)
-        .args(["--test-threads=1", "short_messages", "stuck_and_flooding", "malformed_requests"])
-        .env("PMXCFS_UNDER_VALGRIND", "1")
-        .output()
-        .expect("run valgrind");
-    let text = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "memcheck found errors ({:?}):\n{text}", out.status);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("3 passed"), "{}", String::from_utf8_lossy(&out.stdout));
+    rerun_under_valgrind(&["short_messages", "stuck_and_flooding", "malformed_requests"], 3);
 }

@@ -309,3 +309,30 @@ pub fn err_of(r: &Reply) -> i32 {
         Err(rc) => panic!("transport error {rc}"),
     }
 }
+
+/// Re-runs the named tests of the calling test binary under valgrind's memcheck and asserts
+/// no error and `passed` passing tests (skipped when valgrind is missing; the re-run itself
+/// sees PMXCFS_UNDER_VALGRIND and does not recurse).
+pub fn rerun_under_valgrind(tests: &[&str], passed: usize) {
+    if std::env::var_os("PMXCFS_UNDER_VALGRIND").is_some() {
+        return;
+    }
+    if Command::new("valgrind").arg("--version").output().is_err() {
+        eprintln!("valgrind not installed: skipped (scripts/install-deps.sh installs it)");
+        return;
+    }
+    client_binary(); // built before valgrind slows everything down
+    let exe = std::env::current_exe().expect("test binary");
+    let out = Command::new("valgrind")
+        .args(["-q", "--error-exitcode=99"])
+        .arg(&exe)
+        .arg("--test-threads=1")
+        .args(tests)
+        .env("PMXCFS_UNDER_VALGRIND", "1")
+        .output()
+        .expect("run valgrind");
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "memcheck found errors ({:?}):\n{text}", out.status);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(&format!("{passed} passed")), "{stdout}");
+}
