@@ -9,6 +9,24 @@ if [ ! -d ../shared/golden ]; then
 fi
 cargo build --workspace --all-targets
 cargo test --workspace --no-fail-fast
+# FUSE over io_uring (fuse/src/ring): the tests of file semantics, crash safety and the IPC
+# against a mount again, with every request served through the kernel's per-CPU io_uring
+# queues (PMXCFS_TEST_IO_URING=1 makes each test daemon prove it serves over the ring). The
+# kernel knob is global: it is restored afterwards, also when a test fails.
+URING_KNOB=/sys/module/fuse/parameters/enable_uring
+if [ -w "$URING_KNOB" ]; then
+    old_uring=$(cat "$URING_KNOB")
+    trap 'echo "$old_uring" > "$URING_KNOB"' EXIT
+    echo Y > "$URING_KNOB"
+    PMXCFS_TEST_IO_URING=1 cargo test --no-fail-fast --test local_fs --test shared_open_files \
+        --test tmpfs_differential --test names_and_calls --test names_as_bytes --test transactions \
+        --test crash_kill9 --test golden_compat --test security --test status_plane --test ipc_daemon \
+        --test startup --test cluster_open_files
+    echo "$old_uring" > "$URING_KNOB"
+    trap - EXIT
+else
+    echo "FUSE over io_uring: $URING_KNOB is absent or read-only here; its second pass is skipped"
+fi
 # benchmark smoke test: every workload once at small size, figures must be sane
 cargo test --bench write_amplification -- --bench --quick --json target/bench-smoke.json
 python3 - <<'PY'

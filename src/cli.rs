@@ -46,6 +46,12 @@ pub struct Cli {
     #[arg(long = "shared-db-hold", value_name = "S", default_value_t = pmxcfs_backend::db_sharing::SHARED_HOLD.as_secs(), hide = true)]
     pub shared_db_hold_s: u64,
 
+    /// Serve requests over FUSE's io_uring transport (one queue per CPU, answered on the
+    /// caller's CPU) when the kernel offers it (Linux 6.14+ with the fuse module parameter
+    /// enable_uring=1); otherwise, or with --no-io-uring, over /dev/fuse alone.
+    #[arg(long = "no-io-uring")]
+    pub no_io_uring: bool,
+
     /// libqb IPC service name (the original's `pve2`; tests run several daemons side by side).
     #[arg(long = "ipc-name", value_name = "NAME", default_value = "pve2")]
     pub ipc_name: String,

@@ -198,8 +198,10 @@ pub fn run(cli: Cli) -> i32 {
         counters: counters.clone(),
         crash_copy_dir: Some(crash_copy_dir),
         pending_cap: pmxcfs_fuse::DEFAULT_PENDING_CAP,
+        io_uring: !cli.no_io_uring,
     });
     let committer = fs.committer();
+    let ring_setup = fs.ring_setup();
     let mut session = match pmxcfs_fuse::Session::new(fs, &paths.mountpoint, &mount_options()) {
         Ok(s) => s,
         Err(e) => {
@@ -207,6 +209,10 @@ pub fn run(cli: Cli) -> i32 {
             return EXIT_FAIL;
         }
     };
+    match std::os::fd::AsFd::as_fd(&session).try_clone_to_owned() {
+        Ok(fd) => ring_setup.set_device(fd),
+        Err(e) => warn!(target: "fuse", "io_uring not used: {e}"),
+    }
     spawn_signal_thread(session.unmount_callable(), paths.clone(), db.clone(), counters, gid, committer.clone());
     let handler = Arc::new(DaemonIpc {
         files: files_for_ipc,

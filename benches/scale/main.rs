@@ -64,6 +64,7 @@ struct Params {
     cluster: bool,
     changes: usize,
     quick: bool,
+    fuse_io_uring: Option<bool>,
 }
 
 const USAGE: &str = "\
@@ -87,6 +88,9 @@ usage: cargo bench --bench scale -- [OPTIONS]
   --changes N        changes a restarted node catches up (default 1000; 100 with --quick)
   --json FILE        write the results as JSON too
   --dir DIR          where the roots go (a disk filesystem; default target/scale-bench)
+  --fuse-io-uring M  the kernel's FUSE io_uring transport (fuse.enable_uring) for the run:
+                     on (default; restored afterwards), off, or keep (as it is). pmxcfs-ng
+                     serves over it when it is on; the original never does
   --quick            smoke test: small tree, short storm
 ";
 
@@ -108,6 +112,7 @@ fn parse_args(args: &[String]) -> Result<Params, String> {
     let mut cluster = false;
     let mut changes = None;
     let mut quick = false;
+    let mut fuse_io_uring = Some(true);
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut val = |name: &str| it.next().cloned().ok_or_else(|| format!("{name} needs a value"));
@@ -129,6 +134,14 @@ fn parse_args(args: &[String]) -> Result<Params, String> {
             "--dir" => base = PathBuf::from(val("--dir")?),
             "--cluster" => cluster = true,
             "--quick" => quick = true,
+            "--fuse-io-uring" => {
+                fuse_io_uring = match val("--fuse-io-uring")?.as_str() {
+                    "on" => Some(true),
+                    "off" => Some(false),
+                    "keep" => None,
+                    other => return Err(format!("--fuse-io-uring {other}: on, off or keep")),
+                }
+            }
             "-h" | "--help" => return Err(USAGE.to_string()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
@@ -155,6 +168,7 @@ fn parse_args(args: &[String]) -> Result<Params, String> {
         cluster,
         changes: changes.unwrap_or(if quick { 100 } else { 1000 }).min(files),
         quick,
+        fuse_io_uring,
     })
 }
 
@@ -737,7 +751,40 @@ fn status_total_mem_gb() -> f64 {
 // ---------------------------------------------------------------------------------------------
 // Main
 
+const URING_KNOB: &str = "/sys/module/fuse/parameters/enable_uring";
+
+/// Sets the fuse module's `enable_uring` for the run and restores it when dropped.
+struct UringKnob {
+    old: Option<String>,
+}
+
+impl UringKnob {
+    fn set(want: Option<bool>) -> UringKnob {
+        let old = fs::read_to_string(URING_KNOB).ok().map(|v| v.trim().to_string());
+        if let (Some(on), Some(_)) = (want, &old) {
+            if let Err(e) = fs::write(URING_KNOB, if on { "Y" } else { "N" }) {
+                eprintln!("scale: cannot set {URING_KNOB}: {e}");
+            }
+        }
+        UringKnob { old }
+    }
+
+    fn now() -> String {
+        fs::read_to_string(URING_KNOB).map(|v| v.trim().to_string()).unwrap_or_else(|_| "absent".into())
+    }
+}
+
+impl Drop for UringKnob {
+    fn drop(&mut self) {
+        if let Some(old) = &self.old {
+            let _ = fs::write(URING_KNOB, old);
+        }
+    }
+}
+
 fn run(p: &Params) -> Result<(), String> {
+    let _knob = UringKnob::set(p.fuse_io_uring);
+    let uring = UringKnob::now();
     fs::create_dir_all(&p.base).map_err(|e| format!("{}: {e}", p.base.display()))?;
     let mut rounds: Vec<Vec<Map<String, Value>>> = vec![Vec::new(); p.daemons.len()];
     let mut errors: Vec<String> = Vec::new();
@@ -791,6 +838,7 @@ fn run(p: &Params) -> Result<(), String> {
         "{} files × {} B in {} directories; {} overwrites; storm {} writers × {} s; medians of {} round(s)",
         p.files, p.size, p.dirs, p.overwrites, p.storm_writers, p.storm_secs, p.rounds
     );
+    println!("FUSE io_uring transport (fuse.enable_uring): {uring}");
     for s in &p.daemons {
         println!("  {}: {}", s.name, s.argv.join(" "));
     }
@@ -805,7 +853,7 @@ fn run(p: &Params) -> Result<(), String> {
             "machine": mach,
             "params": {"files": p.files, "dirs": p.dirs, "size": p.size, "overwrites": p.overwrites, "rounds": p.rounds,
                        "storm_seconds": p.storm_secs, "storm_writers": p.storm_writers, "cluster": p.cluster,
-                       "changes": p.changes, "quick": p.quick},
+                       "changes": p.changes, "quick": p.quick, "fuse_enable_uring": uring},
             "daemons": p.daemons.iter().zip(&rounds).zip(&medians).map(|((s, rs), (_, m))| json!({
                 "name": s.name, "command": s.argv.join(" "), "rounds": rs, "median": m,
             })).collect::<Vec<_>>(),

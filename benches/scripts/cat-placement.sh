@@ -8,7 +8,9 @@
 #
 # ng:   $PMXCFS_BIN (default target/release/pmxcfs), extra environment in $NGENV
 # orig: the original through ../shared/original/c-local.sh, binary $C_PMXCFS
-# RUNS: placements to run, e.g. "run 0-1 0-1; run 0 0; run 1 0" (daemon CPUs, reader CPUs)
+# RUNS: placements to run, e.g. "run 0-1 0-1; run 0 0; run 1 0" (daemon CPUs, reader CPUs;
+#       daemon CPUs "-" leaves the daemon's threads as they are, e.g. io_uring queue threads
+#       pinned to their CPUs)
 set -euo pipefail
 WHICH=${1:-ng}; N=${2:-20000}
 HERE=$(cd "$(dirname "$0")/../.." && pwd)
@@ -28,7 +30,9 @@ sleep 3
 cpu() { awk '{print $14+$15}' "/proc/$P/stat"; }
 ctx() { cat /proc/"$P"/task/*/status | awk '/ctxt_switches/{s+=$2} END{print s}'; }
 run() { # $1 = daemon CPUs, $2 = reader CPUs
-    for t in /proc/"$P"/task/*; do taskset -pc "$1" "$(basename "$t")" >/dev/null; done
+    if [ "$1" != "-" ]; then # "-": leave the daemon's threads where they placed themselves
+        for t in /proc/"$P"/task/*; do taskset -pc "$1" "$(basename "$t")" >/dev/null; done
+    fi
     local c0 x0 t0 c1 x1 t1
     c0=$(cpu); x0=$(ctx); t0=$(date +%s%N)
     M="$R/etc/pve" taskset -c "$2" python3 - "$N" "$DIRS" <<'PY'

@@ -46,6 +46,8 @@ pub struct FsConfig {
     pub crash_copy_dir: Option<std::path::PathBuf>,
     /// Past this many pending bytes the largest pending content is committed early.
     pub pending_cap: u64,
+    /// Serve over FUSE's io_uring transport when the kernel offers it ([`crate::ring`]).
+    pub io_uring: bool,
 }
 
 /// Everything the request handlers share.

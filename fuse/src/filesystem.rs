@@ -7,10 +7,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use fuser::{
-    consts, FileAttr, FileType, Filesystem, KernelConfig, MountOption, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow,
-};
+use fuser::{consts, FileAttr, FileType, Filesystem, KernelConfig, MountOption, Request, TimeOrNow};
 use pmxcfs_backend::path::{is_lock_dir_path, is_private};
 use pmxcfs_backend::{now_secs, FsError, FsResult, Name, Op};
 use tracing::{debug, warn};
@@ -20,6 +17,8 @@ use crate::core::Core;
 use crate::handles::tgid_of;
 use crate::inodes::{self, Ino};
 use crate::open_files::Handle;
+use crate::reply::{ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite};
+use crate::ring::{self, RingSetup};
 use crate::special::{special_entries, Special};
 
 /// Attribute/entry cache time of tree entries (libfuse 2's default, as the original).
@@ -55,8 +54,17 @@ pub fn mount_options() -> Vec<MountOption> {
     ]
 }
 
-/// The mounted filesystem: a thin `fuser::Filesystem` front over [`Core`].
+/// The mounted filesystem: a thin `fuser::Filesystem` front over [`Handlers`].
 pub struct PmxcfsFs {
+    handlers: Handlers,
+    ring: Arc<RingSetup>,
+}
+
+/// The request handlers, one per kernel request kind, called by the `/dev/fuse` session
+/// (through [`PmxcfsFs`]) and by the io_uring queues ([`crate::ring`]) alike. `pid` is the
+/// calling thread's id.
+#[derive(Clone)]
+pub(crate) struct Handlers {
     core: Arc<Core>,
 }
 
@@ -96,12 +104,19 @@ fn slice(data: &[u8], offset: usize, size: u32) -> Vec<u8> {
 impl PmxcfsFs {
     pub fn new(cfg: FsConfig) -> PmxcfsFs {
         let specials = special_entries(&cfg.nodename);
-        PmxcfsFs { core: Arc::new(Core::new(cfg, specials)) }
+        let ring = Arc::new(RingSetup::new(cfg.io_uring));
+        PmxcfsFs { handlers: Handlers { core: Arc::new(Core::new(cfg, specials)) }, ring }
+    }
+
+    /// Where the session's `/dev/fuse` descriptor is handed over once mounted, so that the
+    /// INIT handler can start the io_uring queues on it.
+    pub fn ring_setup(&self) -> Arc<RingSetup> {
+        self.ring.clone()
     }
 
     /// A handle that commits every pending content (for shutdown).
     pub fn committer(&self) -> PendingCommitter {
-        PendingCommitter(self.core.clone())
+        PendingCommitter(self.handlers.core.clone())
     }
 }
 
@@ -151,16 +166,10 @@ impl Core {
     }
 }
 
-impl Filesystem for PmxcfsFs {
-    fn init(&mut self, _req: &Request<'_>, config: &mut KernelConfig) -> Result<(), libc::c_int> {
-        let _ = config.add_capabilities(consts::FUSE_ATOMIC_O_TRUNC | consts::FUSE_BIG_WRITES);
-        if let Err(nearest) = config.set_max_write(MAX_WRITE) {
-            let _ = config.set_max_write(nearest);
-        }
-        Ok(())
-    }
-
-    fn lookup(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEntry) {
+// The handlers take the request's fields one by one, as fuser's `Filesystem` does.
+#[allow(clippy::too_many_arguments)]
+impl Handlers {
+    pub(crate) fn lookup(&self, _pid: u32, parent: u64, name: &OsStr, reply: ReplyEntry) {
         if name.len() > pmxcfs_backend::path::MAX_NAME_LEN {
             return reply.error(FsError::NameTooLong.errno());
         }
@@ -178,16 +187,16 @@ impl Filesystem for PmxcfsFs {
         }
     }
 
-    fn getattr(&mut self, _req: &Request<'_>, ino: u64, _fh: Option<u64>, reply: ReplyAttr) {
+    pub(crate) fn getattr(&self, _pid: u32, ino: u64, _fh: Option<u64>, reply: ReplyAttr) {
         match self.core.attr_of(ino) {
             Ok((a, ttl)) => reply.attr(&ttl, &a),
             Err(e) => reply.error(e.errno()),
         }
     }
 
-    fn setattr(
-        &mut self,
-        _req: &Request<'_>,
+    pub(crate) fn setattr(
+        &self,
+        _pid: u32,
         ino: u64,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -299,7 +308,7 @@ impl Filesystem for PmxcfsFs {
         });
     }
 
-    fn readlink(&mut self, _req: &Request<'_>, ino: u64, reply: ReplyData) {
+    pub(crate) fn readlink(&self, _pid: u32, ino: u64, reply: ReplyData) {
         match inodes::classify(ino) {
             Ino::Special(i) => match self.core.specials.get(i) {
                 Some(Special::Symlink { target, .. }) => reply.data(target.as_bytes()),
@@ -309,12 +318,12 @@ impl Filesystem for PmxcfsFs {
         }
     }
 
-    fn mknod(&mut self, _req: &Request<'_>, _parent: u64, _name: &OsStr, mode: u32, _umask: u32, _rdev: u32, reply: ReplyEntry) {
+    pub(crate) fn mknod(&self, _pid: u32, _parent: u64, _name: &OsStr, mode: u32, _umask: u32, _rdev: u32, reply: ReplyEntry) {
         warn!(target: "fuse", "refusing mknod (mode {mode:o}): special files are not supported");
         reply.error(FsError::NotImplemented.errno());
     }
 
-    fn mkdir(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, _mode: u32, _umask: u32, reply: ReplyEntry) {
+    pub(crate) fn mkdir(&self, _pid: u32, parent: u64, name: &OsStr, _mode: u32, _umask: u32, reply: ReplyEntry) {
         let path = match self.core.kernel_child_path(parent, name) {
             Ok((_, p)) => p,
             Err(e) => return reply.error(e.errno()),
@@ -333,7 +342,7 @@ impl Filesystem for PmxcfsFs {
         });
     }
 
-    fn unlink(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEmpty) {
+    pub(crate) fn unlink(&self, _pid: u32, parent: u64, name: &OsStr, reply: ReplyEmpty) {
         match self.core.kernel_child_path(parent, name) {
             Ok((_, path)) => {
                 let core = self.core.clone();
@@ -346,16 +355,16 @@ impl Filesystem for PmxcfsFs {
         }
     }
 
-    fn rmdir(&mut self, req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEmpty) {
-        self.unlink(req, parent, name, reply)
+    pub(crate) fn rmdir(&self, pid: u32, parent: u64, name: &OsStr, reply: ReplyEmpty) {
+        self.unlink(pid, parent, name, reply)
     }
 
-    fn symlink(&mut self, _req: &Request<'_>, _parent: u64, link_name: &OsStr, _target: &std::path::Path, reply: ReplyEntry) {
+    pub(crate) fn symlink(&self, _pid: u32, _parent: u64, link_name: &OsStr, _target: &std::path::Path, reply: ReplyEntry) {
         warn!(target: "fuse", "refusing symlink {link_name:?}: symlinks are not supported");
         reply.error(FsError::NotImplemented.errno());
     }
 
-    fn rename(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, newparent: u64, newname: &OsStr, flags: u32, reply: ReplyEmpty) {
+    pub(crate) fn rename(&self, _pid: u32, parent: u64, name: &OsStr, newparent: u64, newname: &OsStr, flags: u32, reply: ReplyEmpty) {
         if flags & libc::RENAME_EXCHANGE != 0 {
             return reply.error(FsError::Invalid.errno());
         }
@@ -371,11 +380,11 @@ impl Filesystem for PmxcfsFs {
         });
     }
 
-    fn link(&mut self, _req: &Request<'_>, _ino: u64, _newparent: u64, _newname: &OsStr, reply: ReplyEntry) {
+    pub(crate) fn link(&self, _pid: u32, _ino: u64, _newparent: u64, _newname: &OsStr, reply: ReplyEntry) {
         reply.error(FsError::NotImplemented.errno());
     }
 
-    fn open(&mut self, req: &Request<'_>, ino: u64, flags: i32, reply: ReplyOpen) {
+    pub(crate) fn open(&self, pid: u32, ino: u64, flags: i32, reply: ReplyOpen) {
         match inodes::classify(ino) {
             Ino::Special(i) => match self.core.specials.get(i) {
                 Some(Special::Virtual(v)) => {
@@ -403,7 +412,7 @@ impl Filesystem for PmxcfsFs {
                             // the truncate is a change: refused without quorum, as the original
                             return reply.error(FsError::AccessDenied.errno());
                         }
-                        let h = Handle { inode: t, append: flags & libc::O_APPEND != 0, opener_tid: writing.then(|| req.pid()), ..Default::default() };
+                        let h = Handle { inode: t, append: flags & libc::O_APPEND != 0, opener_tid: writing.then_some(pid), ..Default::default() };
                         let mut files = self.core.files.lock();
                         let fh = files.open(h);
                         if writing && flags & libc::O_TRUNC != 0 {
@@ -417,7 +426,7 @@ impl Filesystem for PmxcfsFs {
         }
     }
 
-    fn read(&mut self, _req: &Request<'_>, ino: u64, fh: u64, offset: i64, size: u32, _flags: i32, _lock: Option<u64>, reply: ReplyData) {
+    pub(crate) fn read(&self, _pid: u32, ino: u64, fh: u64, offset: i64, size: u32, _flags: i32, _lock: Option<u64>, reply: ReplyData) {
         let offset = offset.max(0) as usize;
         let Ino::Tree(t) = inodes::classify(ino) else {
             let files = self.core.files.lock();
@@ -436,7 +445,7 @@ impl Filesystem for PmxcfsFs {
         }
     }
 
-    fn write(&mut self, _req: &Request<'_>, ino: u64, fh: u64, offset: i64, data: &[u8], _wflags: u32, _flags: i32, _lock: Option<u64>, reply: ReplyWrite) {
+    pub(crate) fn write(&self, _pid: u32, ino: u64, fh: u64, offset: i64, data: &[u8], _wflags: u32, _flags: i32, _lock: Option<u64>, reply: ReplyWrite) {
         if let Ino::Special(i) = inodes::classify(ino) {
             let result = match self.core.specials.get(i) {
                 Some(Special::Virtual(v)) if v.writable && offset == 0 => self.core.cfg.virtual_files.write(v.name, data),
@@ -478,7 +487,7 @@ impl Filesystem for PmxcfsFs {
         }
     }
 
-    fn flush(&mut self, req: &Request<'_>, _ino: u64, fh: u64, _lock_owner: u64, reply: ReplyEmpty) {
+    pub(crate) fn flush(&self, pid: u32, _ino: u64, fh: u64, _lock_owner: u64, reply: ReplyEmpty) {
         let (inode, wrote, opener) = match self.core.files.lock().handle(fh) {
             Some(h) => (h.inode, h.wrote, h.opener_tid),
             None => return reply.ok(),
@@ -486,8 +495,8 @@ impl Filesystem for PmxcfsFs {
         if !wrote {
             return reply.ok();
         }
-        if self.core.inherited_flush(opener, req.pid()) {
-            debug!(target: "fuse", "flush of an inherited descriptor by pid {} - commit deferred to the opener", req.pid());
+        if self.core.inherited_flush(opener, pid) {
+            debug!(target: "fuse", "flush of an inherited descriptor by pid {} - commit deferred to the opener", pid);
             return reply.ok();
         }
         let core = self.core.clone();
@@ -502,7 +511,7 @@ impl Filesystem for PmxcfsFs {
         });
     }
 
-    fn release(&mut self, _req: &Request<'_>, _ino: u64, fh: u64, _flags: i32, _lock: Option<u64>, _flush: bool, reply: ReplyEmpty) {
+    pub(crate) fn release(&self, _pid: u32, _ino: u64, fh: u64, _flags: i32, _lock: Option<u64>, _flush: bool, reply: ReplyEmpty) {
         let h = {
             let mut files = self.core.files.lock();
             let Some((h, last)) = files.close(fh) else { return reply.ok() };
@@ -525,7 +534,7 @@ impl Filesystem for PmxcfsFs {
         });
     }
 
-    fn fsync(&mut self, _req: &Request<'_>, ino: u64, _fh: u64, _datasync: bool, reply: ReplyEmpty) {
+    pub(crate) fn fsync(&self, _pid: u32, ino: u64, _fh: u64, _datasync: bool, reply: ReplyEmpty) {
         let Ino::Tree(t) = inodes::classify(ino) else { return reply.ok() };
         let core = self.core.clone();
         // always on the pool: nobody else waits for this fdatasync
@@ -540,7 +549,7 @@ impl Filesystem for PmxcfsFs {
 
     /// `fsync` of a directory (the durable-replace pattern: write, fsync, rename, fsync the
     /// directory): every acknowledged change is made durable, as by `fsync` of a file.
-    fn fsyncdir(&mut self, _req: &Request<'_>, ino: u64, _fh: u64, _datasync: bool, reply: ReplyEmpty) {
+    pub(crate) fn fsyncdir(&self, _pid: u32, ino: u64, _fh: u64, _datasync: bool, reply: ReplyEmpty) {
         let Ino::Tree(_) = inodes::classify(ino) else { return reply.ok() };
         let core = self.core.clone();
         self.core.workers.run(move || match core.make_acknowledged_durable() {
@@ -549,7 +558,7 @@ impl Filesystem for PmxcfsFs {
         });
     }
 
-    fn readdir(&mut self, _req: &Request<'_>, ino: u64, _fh: u64, offset: i64, mut reply: ReplyDirectory) {
+    pub(crate) fn readdir(&self, _pid: u32, ino: u64, _fh: u64, offset: i64, mut reply: ReplyDirectory) {
         let Ino::Tree(t) = inodes::classify(ino) else { return reply.error(FsError::NotADirectory.errno()) };
         let mut list: Vec<(u64, FileType, Name)> = vec![(ino, FileType::Directory, ".".into()), (ino, FileType::Directory, "..".into())];
         if t == 0 {
@@ -577,10 +586,133 @@ impl Filesystem for PmxcfsFs {
         reply.ok()
     }
 
-    fn statfs(&mut self, _req: &Request<'_>, _ino: u64, reply: ReplyStatfs) {
+    pub(crate) fn statfs(&self, _pid: u32, _ino: u64, reply: ReplyStatfs) {
         let s = self.core.cfg.db.tree().statfs();
         reply.statfs(s.blocks, s.bfree, s.bfree, s.files, s.ffree, s.bsize, s.namelen, 0);
     }
+
+    pub(crate) fn access(&self, _pid: u32, _ino: u64, _mask: i32, reply: ReplyEmpty) {
+        reply.ok()
+    }
+
+    pub(crate) fn create(&self, pid: u32, parent: u64, name: &OsStr, _mode: u32, _umask: u32, flags: i32, reply: ReplyCreate) {
+        let (pino, path) = match self.core.kernel_child_path(parent, name) {
+            Ok(x) => x,
+            Err(e) => return reply.error(e.errno()),
+        };
+        let Ok(name) = name_str(name).map(|n| n.into_owned()) else { return reply.error(FsError::Invalid.errno()) };
+        let handle = Handle { append: flags & libc::O_APPEND != 0, opener_tid: Some(pid), ..Default::default() };
+        let core = self.core.clone();
+        self.core.run_change(move || match core.create(pino, &name, &path, handle) {
+            Ok((inode, fh)) => match core.tree_attr(inode) {
+                Ok(a) => reply.created(&TTL, &a, 0, fh, consts::FOPEN_DIRECT_IO),
+                Err(e) => reply.error(e.errno()),
+            },
+            Err(e) => reply.error(err(&e)),
+        });
+    }
+
+}
+
+/// The `/dev/fuse` session's entry points: each forwards to its [`Handlers`] method.
+impl Filesystem for PmxcfsFs {
+    fn init(&mut self, _req: &Request<'_>, config: &mut KernelConfig) -> Result<(), libc::c_int> {
+        let _ = config.add_capabilities(consts::FUSE_ATOMIC_O_TRUNC | consts::FUSE_BIG_WRITES);
+        if let Err(nearest) = config.set_max_write(MAX_WRITE) {
+            let _ = config.set_max_write(nearest);
+        }
+        if self.ring.prepare(self.handlers.clone()) && config.add_capabilities(ring::FUSE_OVER_IO_URING).is_err() {
+            warn!(target: "fuse", "the kernel did not offer io_uring at INIT");
+        }
+        Ok(())
+    }
+
+    fn lookup(&mut self, req: &Request<'_>, parent: u64, name: &OsStr, reply: fuser::ReplyEntry) {
+        self.handlers.lookup(req.pid(), parent, name, reply.into())
+    }
+    fn getattr(&mut self, req: &Request<'_>, ino: u64, fh: Option<u64>, reply: fuser::ReplyAttr) {
+        self.handlers.getattr(req.pid(), ino, fh, reply.into())
+    }
+    fn setattr(
+        &mut self,
+        req: &Request<'_>,
+        ino: u64,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        ctime: Option<SystemTime>,
+        fh: Option<u64>,
+        crtime: Option<SystemTime>,
+        chgtime: Option<SystemTime>,
+        bkuptime: Option<SystemTime>,
+        flags: Option<u32>,
+        reply: fuser::ReplyAttr,
+    ) {
+        self.handlers.setattr(req.pid(), ino, mode, uid, gid, size, atime, mtime, ctime, fh, crtime, chgtime, bkuptime, flags, reply.into())
+    }
+    fn readlink(&mut self, req: &Request<'_>, ino: u64, reply: fuser::ReplyData) {
+        self.handlers.readlink(req.pid(), ino, reply.into())
+    }
+    fn mknod(&mut self, req: &Request<'_>, parent: u64, name: &OsStr, mode: u32, umask: u32, rdev: u32, reply: fuser::ReplyEntry) {
+        self.handlers.mknod(req.pid(), parent, name, mode, umask, rdev, reply.into())
+    }
+    fn mkdir(&mut self, req: &Request<'_>, parent: u64, name: &OsStr, mode: u32, umask: u32, reply: fuser::ReplyEntry) {
+        self.handlers.mkdir(req.pid(), parent, name, mode, umask, reply.into())
+    }
+    fn unlink(&mut self, req: &Request<'_>, parent: u64, name: &OsStr, reply: fuser::ReplyEmpty) {
+        self.handlers.unlink(req.pid(), parent, name, reply.into())
+    }
+    fn rmdir(&mut self, req: &Request<'_>, parent: u64, name: &OsStr, reply: fuser::ReplyEmpty) {
+        self.handlers.rmdir(req.pid(), parent, name, reply.into())
+    }
+    fn symlink(&mut self, req: &Request<'_>, parent: u64, link_name: &OsStr, target: &std::path::Path, reply: fuser::ReplyEntry) {
+        self.handlers.symlink(req.pid(), parent, link_name, target, reply.into())
+    }
+    fn rename(&mut self, req: &Request<'_>, parent: u64, name: &OsStr, newparent: u64, newname: &OsStr, flags: u32, reply: fuser::ReplyEmpty) {
+        self.handlers.rename(req.pid(), parent, name, newparent, newname, flags, reply.into())
+    }
+    fn link(&mut self, req: &Request<'_>, ino: u64, newparent: u64, newname: &OsStr, reply: fuser::ReplyEntry) {
+        self.handlers.link(req.pid(), ino, newparent, newname, reply.into())
+    }
+    fn open(&mut self, req: &Request<'_>, ino: u64, flags: i32, reply: fuser::ReplyOpen) {
+        self.handlers.open(req.pid(), ino, flags, reply.into())
+    }
+    fn read(&mut self, req: &Request<'_>, ino: u64, fh: u64, offset: i64, size: u32, flags: i32, lock: Option<u64>, reply: fuser::ReplyData) {
+        self.handlers.read(req.pid(), ino, fh, offset, size, flags, lock, reply.into())
+    }
+    fn write(&mut self, req: &Request<'_>, ino: u64, fh: u64, offset: i64, data: &[u8], wflags: u32, flags: i32, lock: Option<u64>, reply: fuser::ReplyWrite) {
+        self.handlers.write(req.pid(), ino, fh, offset, data, wflags, flags, lock, reply.into())
+    }
+    fn flush(&mut self, req: &Request<'_>, ino: u64, fh: u64, lock_owner: u64, reply: fuser::ReplyEmpty) {
+        self.handlers.flush(req.pid(), ino, fh, lock_owner, reply.into())
+    }
+    fn release(&mut self, req: &Request<'_>, ino: u64, fh: u64, flags: i32, lock: Option<u64>, flush: bool, reply: fuser::ReplyEmpty) {
+        self.handlers.release(req.pid(), ino, fh, flags, lock, flush, reply.into())
+    }
+    fn fsync(&mut self, req: &Request<'_>, ino: u64, fh: u64, datasync: bool, reply: fuser::ReplyEmpty) {
+        self.handlers.fsync(req.pid(), ino, fh, datasync, reply.into())
+    }
+    fn fsyncdir(&mut self, req: &Request<'_>, ino: u64, fh: u64, datasync: bool, reply: fuser::ReplyEmpty) {
+        self.handlers.fsyncdir(req.pid(), ino, fh, datasync, reply.into())
+    }
+    fn readdir(&mut self, req: &Request<'_>, ino: u64, fh: u64, offset: i64, reply: fuser::ReplyDirectory) {
+        self.handlers.readdir(req.pid(), ino, fh, offset, reply.into())
+    }
+    fn statfs(&mut self, req: &Request<'_>, ino: u64, reply: fuser::ReplyStatfs) {
+        self.handlers.statfs(req.pid(), ino, reply.into())
+    }
+    fn access(&mut self, req: &Request<'_>, ino: u64, mask: i32, reply: fuser::ReplyEmpty) {
+        self.handlers.access(req.pid(), ino, mask, reply.into())
+    }
+    fn create(&mut self, req: &Request<'_>, parent: u64, name: &OsStr, mode: u32, umask: u32, flags: i32, reply: fuser::ReplyCreate) {
+        self.handlers.create(req.pid(), parent, name, mode, umask, flags, reply.into())
+    }
+
+    // Requests without a handler: over /dev/fuse only; the ring answers them (and every
+    // other request it has no handler for) with the same ENOSYS (`ring::request::Call::Unsupported`).
 
     fn getxattr(&mut self, _req: &Request<'_>, _ino: u64, _name: &OsStr, _size: u32, reply: fuser::ReplyXattr) {
         reply.error(FsError::NotImplemented.errno())
@@ -590,33 +722,12 @@ impl Filesystem for PmxcfsFs {
         reply.error(FsError::NotImplemented.errno())
     }
 
-    fn setxattr(&mut self, _req: &Request<'_>, _ino: u64, _name: &OsStr, _value: &[u8], _flags: i32, _position: u32, reply: ReplyEmpty) {
+    fn setxattr(&mut self, _req: &Request<'_>, _ino: u64, _name: &OsStr, _value: &[u8], _flags: i32, _position: u32, reply: fuser::ReplyEmpty) {
         reply.error(FsError::NotImplemented.errno())
     }
 
-    fn removexattr(&mut self, _req: &Request<'_>, _ino: u64, _name: &OsStr, reply: ReplyEmpty) {
+    fn removexattr(&mut self, _req: &Request<'_>, _ino: u64, _name: &OsStr, reply: fuser::ReplyEmpty) {
         reply.error(FsError::NotImplemented.errno())
-    }
-
-    fn access(&mut self, _req: &Request<'_>, _ino: u64, _mask: i32, reply: ReplyEmpty) {
-        reply.ok()
-    }
-
-    fn create(&mut self, req: &Request<'_>, parent: u64, name: &OsStr, _mode: u32, _umask: u32, flags: i32, reply: ReplyCreate) {
-        let (pino, path) = match self.core.kernel_child_path(parent, name) {
-            Ok(x) => x,
-            Err(e) => return reply.error(e.errno()),
-        };
-        let Ok(name) = name_str(name).map(|n| n.into_owned()) else { return reply.error(FsError::Invalid.errno()) };
-        let handle = Handle { append: flags & libc::O_APPEND != 0, opener_tid: Some(req.pid()), ..Default::default() };
-        let core = self.core.clone();
-        self.core.run_change(move || match core.create(pino, &name, &path, handle) {
-            Ok((inode, fh)) => match core.tree_attr(inode) {
-                Ok(a) => reply.created(&TTL, &a, 0, fh, consts::FOPEN_DIRECT_IO),
-                Err(e) => reply.error(e.errno()),
-            },
-            Err(e) => reply.error(err(&e)),
-        });
     }
 
     // Calls the original (libfuse 2, no such handlers) answers with ENOSYS, without a log
@@ -629,7 +740,7 @@ impl Filesystem for PmxcfsFs {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn copy_file_range(&mut self, _req: &Request<'_>, _ino_in: u64, _fh_in: u64, _offset_in: i64, _ino_out: u64, _fh_out: u64, _offset_out: i64, _len: u64, _flags: u32, reply: ReplyWrite) {
+    fn copy_file_range(&mut self, _req: &Request<'_>, _ino_in: u64, _fh_in: u64, _offset_in: i64, _ino_out: u64, _fh_out: u64, _offset_out: i64, _len: u64, _flags: u32, reply: fuser::ReplyWrite) {
         reply.error(FsError::NotImplemented.errno())
     }
 
@@ -637,7 +748,7 @@ impl Filesystem for PmxcfsFs {
         reply.error(FsError::NotImplemented.errno())
     }
 
-    fn fallocate(&mut self, _req: &Request<'_>, _ino: u64, _fh: u64, _offset: i64, _length: i64, _mode: i32, reply: ReplyEmpty) {
+    fn fallocate(&mut self, _req: &Request<'_>, _ino: u64, _fh: u64, _offset: i64, _length: i64, _mode: i32, reply: fuser::ReplyEmpty) {
         reply.error(FsError::NotImplemented.errno())
     }
 

@@ -15,6 +15,8 @@ pub mod handles;
 pub mod inodes;
 pub mod open_files;
 pub mod recovery;
+mod reply;
+pub mod ring;
 pub mod special;
 pub mod workers;
 

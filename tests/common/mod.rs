@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_pmxcfs");
 pub const NODE: &str = "testnode";
+/// What the daemon logs when it serves over FUSE's io_uring transport.
+pub const IO_URING_LOG_LINE: &str = "[fuse] notice: serving over io_uring";
 
 /// Path of the shared golden data (../shared/golden beside the checkout).
 pub fn golden(name: &str) -> PathBuf {
@@ -120,6 +122,19 @@ impl Daemon {
                 return Err("timeout waiting for the mount".into());
             }
             std::thread::sleep(Duration::from_millis(20));
+        }
+        let knob_on = std::fs::read_to_string("/sys/module/fuse/parameters/enable_uring").is_ok_and(|v| v.trim() == "Y");
+        if std::env::var_os("PMXCFS_TEST_IO_URING").is_some_and(|v| v == "1") && knob_on && !self.args.iter().any(|a| a == "--no-io-uring") {
+            // the suite's io_uring pass: a daemon that fell back to /dev/fuse would pass the
+            // tests without testing the ring
+            let t0 = Instant::now();
+            while !self.log_text().contains(IO_URING_LOG_LINE) {
+                if t0.elapsed() > Duration::from_secs(10) {
+                    let _ = child.kill();
+                    return Err(format!("PMXCFS_TEST_IO_URING=1 but the daemon does not serve over io_uring; log:\n{}", self.log_text()));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
         self.child = Some(child);
         Ok(())
