@@ -200,7 +200,14 @@ impl QueueRing {
                 let op_len = (h.len as usize).saturating_sub(abi::IN_HEADER_SIZE + payload_sz).min(abi::HEADER_SIZE - abi::OP_IN - 32);
                 let op = &header[abi::OP_IN..abi::OP_IN + op_len];
                 match request::parse(h.opcode, op, payload) {
-                    Ok(call) => dispatch(handlers, h.nodeid, h.pid, call, sender),
+                    Ok(call) => {
+                        // A panicking handler drops its reply, which answers EIO; the queue
+                        // thread must live on, or every later request of its CPU would hang.
+                        let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(handlers, h.nodeid, h.pid, call, sender)));
+                        if served.is_err() {
+                            tracing::error!(target: "fuse", "handler of request {} (opcode {}) panicked; answered EIO", h.unique, h.opcode);
+                        }
+                    }
                     Err(_) => {
                         warn!(target: "fuse", "malformed request (opcode {}, {} bytes) on ring queue {}", h.opcode, h.len, self.queue.qid);
                         sender.send(libc::EIO, &[]);
