@@ -6,6 +6,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{FileAttr, FileType};
+use pmxcfs_backend::FsError;
 
 use crate::ring::RingSender;
 
@@ -33,7 +34,7 @@ impl ToRing {
 impl Drop for ToRing {
     fn drop(&mut self) {
         if let Some(s) = self.0.take() {
-            s.send(libc::EIO, &[]);
+            s.send(FsError::Io("request not answered".into()).errno(), &[]);
         }
     }
 }

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use pmxcfs_backend::FsError;
 use parking_lot::Mutex;
 use tracing::{debug, warn};
 
@@ -160,7 +161,7 @@ impl QueueRing {
             let mut reply = e.reply.lock();
             if reply.1.len() > e.payload_len {
                 warn!(target: "fuse", "reply of {} bytes does not fit a ring entry", reply.1.len());
-                *reply = (libc::EIO, Vec::new());
+                *reply = (FsError::Io("reply too large".into()).errno(), Vec::new());
             }
             let (errno, body) = (reply.0, &reply.1);
             let mut head = abi::error_reply(unique, errno);
@@ -210,11 +211,11 @@ impl QueueRing {
                     }
                     Err(_) => {
                         warn!(target: "fuse", "malformed request (opcode {}, {} bytes) on ring queue {}", h.opcode, h.len, self.queue.qid);
-                        sender.send(libc::EIO, &[]);
+                        sender.send(FsError::Io("malformed request".into()).errno(), &[]);
                     }
                 }
             }
-            None => sender.send(libc::EIO, &[]),
+            None => sender.send(FsError::Io("malformed request".into()).errno(), &[]),
         }
         if e.state.compare_exchange(DISPATCHING, DEFERRED, Ordering::AcqRel, Ordering::Acquire).is_err() {
             self.commit(idx)?;
@@ -236,7 +237,7 @@ impl QueueRing {
         let mut live = self.queue.entries.len();
         while result.is_ok() && live > 0 {
             if let Err(e) = self.ring.submit_and_wait(1) {
-                if e.raw_os_error() == Some(libc::EINTR) {
+                if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EAGAIN | libc::EBUSY)) {
                     continue;
                 }
                 result = Err(e);
@@ -244,7 +245,9 @@ impl QueueRing {
             }
             let done: Vec<(u64, i32)> = self.ring.completion().map(|c| (c.user_data(), c.result())).collect();
             for (user_data, res) in done {
-                result = if user_data == WAKE {
+                result = if user_data == WAKE && res < 0 {
+                    Err(io::Error::from_raw_os_error(-res))
+                } else if user_data == WAKE {
                     let late = std::mem::take(&mut *self.queue.late.lock());
                     late.into_iter().try_for_each(|idx| self.commit(idx)).and_then(|_| arm_wake(&mut self, &mut wake_buf))
                 } else if res == -libc::EAGAIN {
