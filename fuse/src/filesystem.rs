@@ -166,6 +166,19 @@ impl Core {
     }
 }
 
+/// What a SETATTR asks to change (None: leave it); the times the kernel sends beside these
+/// (ctime, and macOS's crtime/chgtime/bkuptime) are not kept by the tree.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct SetAttr {
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub size: Option<u64>,
+    pub atime: Option<TimeOrNow>,
+    pub mtime: Option<TimeOrNow>,
+    pub fh: Option<u64>,
+}
+
 // The handlers take the request's fields one by one, as fuser's `Filesystem` does.
 #[allow(clippy::too_many_arguments)]
 impl Handlers {
@@ -194,24 +207,8 @@ impl Handlers {
         }
     }
 
-    pub(crate) fn setattr(
-        &self,
-        _pid: u32,
-        ino: u64,
-        mode: Option<u32>,
-        uid: Option<u32>,
-        gid: Option<u32>,
-        size: Option<u64>,
-        atime: Option<TimeOrNow>,
-        mtime: Option<TimeOrNow>,
-        _ctime: Option<SystemTime>,
-        fh: Option<u64>,
-        _crtime: Option<SystemTime>,
-        _chgtime: Option<SystemTime>,
-        _bkuptime: Option<SystemTime>,
-        _flags: Option<u32>,
-        reply: ReplyAttr,
-    ) {
+    pub(crate) fn setattr(&self, _pid: u32, ino: u64, set: SetAttr, reply: ReplyAttr) {
+        let SetAttr { mode, uid, gid, size, atime, mtime, fh } = set;
         if let Ino::Special(i) = inodes::classify(ino) {
             // Virtual files: truncate is accepted only on writable ones; nothing else is.
             let writable = matches!(self.core.specials.get(i), Some(Special::Virtual(v)) if v.writable);
@@ -643,15 +640,16 @@ impl Filesystem for PmxcfsFs {
         size: Option<u64>,
         atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
-        ctime: Option<SystemTime>,
+        _ctime: Option<SystemTime>,
         fh: Option<u64>,
-        crtime: Option<SystemTime>,
-        chgtime: Option<SystemTime>,
-        bkuptime: Option<SystemTime>,
-        flags: Option<u32>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<u32>,
         reply: fuser::ReplyAttr,
     ) {
-        self.handlers.setattr(req.pid(), ino, mode, uid, gid, size, atime, mtime, ctime, fh, crtime, chgtime, bkuptime, flags, reply.into())
+        let set = SetAttr { mode, uid, gid, size, atime, mtime, fh };
+        self.handlers.setattr(req.pid(), ino, set, reply.into())
     }
     fn readlink(&mut self, req: &Request<'_>, ino: u64, reply: fuser::ReplyData) {
         self.handlers.readlink(req.pid(), ino, reply.into())

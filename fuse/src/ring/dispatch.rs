@@ -16,7 +16,7 @@ pub fn dispatch(h: &Handlers, ino: u64, pid: u32, call: Call<'_>, sender: RingSe
     match call {
         Call::Lookup { name } => h.lookup(pid, ino, name, ReplyEntry::Ring(s)),
         Call::GetAttr { fh } => h.getattr(pid, ino, fh, ReplyAttr::Ring(s)),
-        Call::SetAttr(a) => h.setattr(pid, ino, a.mode, a.uid, a.gid, a.size, a.atime, a.mtime, a.ctime, a.fh, None, None, None, None, ReplyAttr::Ring(s)),
+        Call::SetAttr(set) => h.setattr(pid, ino, set, ReplyAttr::Ring(s)),
         Call::ReadLink => h.readlink(pid, ino, ReplyData::Ring(s)),
         Call::Symlink { name, target } => h.symlink(pid, ino, name, std::path::Path::new(target), ReplyEntry::Ring(s)),
         Call::MkNod { name, mode, umask, rdev } => h.mknod(pid, ino, name, mode, umask, rdev, ReplyEntry::Ring(s)),

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use fuser::TimeOrNow;
 
 use super::abi::{u32_at, u64_at};
+use crate::filesystem::SetAttr;
 
 pub const LOOKUP: u32 = 1;
 pub const GETATTR: u32 = 3;
@@ -48,20 +49,6 @@ const FATTR_MTIME: u32 = 1 << 5;
 const FATTR_FH: u32 = 1 << 6;
 const FATTR_ATIME_NOW: u32 = 1 << 7;
 const FATTR_MTIME_NOW: u32 = 1 << 8;
-const FATTR_CTIME: u32 = 1 << 10;
-
-/// `struct fuse_setattr_in`, as the handler takes it.
-#[derive(Debug, PartialEq)]
-pub struct SetAttr {
-    pub mode: Option<u32>,
-    pub uid: Option<u32>,
-    pub gid: Option<u32>,
-    pub size: Option<u64>,
-    pub atime: Option<TimeOrNow>,
-    pub mtime: Option<TimeOrNow>,
-    pub ctime: Option<SystemTime>,
-    pub fh: Option<u64>,
-}
 
 /// One request with its arguments; `Unsupported` gets ENOSYS, as from the `/dev/fuse`
 /// session (fuser's answer to every request without a handler).
@@ -142,7 +129,6 @@ pub fn parse<'a>(opcode: u32, op: &'a [u8], payload: &'a [u8]) -> Result<Call<'a
                 size: (valid & FATTR_SIZE != 0).then_some(u64_(16)?),
                 atime: set_time(valid, FATTR_ATIME, FATTR_ATIME_NOW, u64_(32)?, u32_(56)?),
                 mtime: set_time(valid, FATTR_MTIME, FATTR_MTIME_NOW, u64_(40)?, u32_(60)?),
-                ctime: (valid & FATTR_CTIME != 0).then_some(time(u64_(48)?, u32_(64)?)),
                 fh: (valid & FATTR_FH != 0).then_some(u64_(8)?),
             })
         }
