@@ -123,6 +123,9 @@ impl<S: Subscriber> Layer<S> for OriginalStyle {
         let ours = is_ours(target);
         let mut v = MessageVisitor::default();
         event.record(&mut v);
+        if target == "log" && !self.ctl.debug() && is_refused_interrupt_reply(&v.0) {
+            return;
+        }
         let tag = match crate_tag {
             Some(t) => t,
             None if target == "log" => "fuse",
@@ -151,6 +154,17 @@ impl<S: Subscriber> Layer<S> for OriginalStyle {
     }
 }
 
+/// fuser's warning that the kernel refused its reply to an INTERRUPT (odd request ids: the
+/// kernel sets bit 0 of an interrupt's id). fuser answers every INTERRUPT with ENOSYS over
+/// /dev/fuse; for a request served over io_uring the kernel does not find the interrupted
+/// request there and refuses the reply, for every signal a waiting process gets. Nothing is
+/// wrong, so it is only shown with debug on.
+fn is_refused_interrupt_reply(msg: &str) -> bool {
+    let Some(rest) = msg.strip_prefix("Request RequestId(") else { return false };
+    let Some((id, tail)) = rest.split_once(')') else { return false };
+    id.parse::<u64>().is_ok_and(|id| id & 1 == 1) && tail.starts_with(": Failed to send reply")
+}
+
 /// Installs the global logger; returns its switches.
 pub fn init(debug: bool) -> Arc<LogControl> {
     let ctl = Arc::new(LogControl::default());
@@ -177,4 +191,17 @@ pub fn enable_syslog(ctl: &LogControl) {
     // SAFETY: the ident is a static C string that lives for the whole process.
     unsafe { libc::openlog(c"pmxcfs".as_ptr(), libc::LOG_PID, libc::LOG_DAEMON) };
     ctl.syslog.store(true, Ordering::SeqCst);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_refused_interrupt_reply;
+
+    #[test]
+    fn only_refused_interrupt_replies_are_hidden() {
+        assert!(is_refused_interrupt_reply("Request RequestId(1235): Failed to send reply: No such file or directory (os error 2)"));
+        assert!(!is_refused_interrupt_reply("Request RequestId(1234): Failed to send reply: No such file or directory (os error 2)"));
+        assert!(!is_refused_interrupt_reply("Request RequestId(1235): something else"));
+        assert!(!is_refused_interrupt_reply("Failed to send FUSE reply: Broken pipe"));
+    }
 }

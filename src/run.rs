@@ -250,6 +250,8 @@ pub fn run(cli: Cli) -> i32 {
         s.stop();
     }
     drop(session);
+    // the io_uring queues end with the connection; a handler still running finishes first
+    ring_setup.wait_stopped(Duration::from_secs(5));
     // every open file's pending content, before the cluster services and the store go
     if let Err(e) = committer.commit_all() {
         error!(target: "main", "unable to commit the content of open files: {e}");

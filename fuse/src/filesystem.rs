@@ -618,8 +618,12 @@ impl Filesystem for PmxcfsFs {
         if let Err(nearest) = config.set_max_write(MAX_WRITE) {
             let _ = config.set_max_write(nearest);
         }
-        if self.ring.prepare(self.handlers.clone()) && config.add_capabilities(ring::FUSE_OVER_IO_URING).is_err() {
-            warn!(target: "fuse", "the kernel did not offer io_uring at INIT");
+        if let Some(rings) = self.ring.prepare(self.handlers.clone()) {
+            let asked = config.add_capabilities(ring::FUSE_OVER_IO_URING).is_ok();
+            if !asked {
+                warn!(target: "fuse", "the kernel did not offer io_uring at INIT; serving through /dev/fuse");
+            }
+            rings.start(asked);
         }
         Ok(())
     }

@@ -1,41 +1,28 @@
 //! A reply to one kernel request, whichever transport brought it: over `/dev/fuse` through
 //! fuser's reply object, or into an io_uring entry ([`crate::ring`]), encoded here in the
 //! layouts of linux/fuse.h. The handlers use both alike (the same methods as fuser's); an
-//! unanswered reply answers EIO when dropped, as fuser's do.
+//! unanswered reply answers EIO when dropped, as fuser's do ([`RingSender`]'s drop).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{FileAttr, FileType};
-use pmxcfs_backend::FsError;
 
 use crate::ring::RingSender;
 
-/// A ring entry's side of a reply: the entry it answers, taken by the first answer.
-pub(crate) struct ToRing(Option<RingSender>);
+/// A ring entry's side of a reply (the entry answers EIO if it is dropped unanswered).
+pub(crate) struct ToRing(RingSender);
 
 impl ToRing {
     pub fn new(sender: RingSender) -> ToRing {
-        ToRing(Some(sender))
+        ToRing(sender)
     }
 
-    fn send(mut self, body: &[&[u8]]) {
-        if let Some(s) = self.0.take() {
-            s.send(0, body);
-        }
+    fn send(self, body: &[&[u8]]) {
+        self.0.send(0, body);
     }
 
-    fn error(mut self, errno: i32) {
-        if let Some(s) = self.0.take() {
-            s.send(errno, &[]);
-        }
-    }
-}
-
-impl Drop for ToRing {
-    fn drop(&mut self) {
-        if let Some(s) = self.0.take() {
-            s.send(FsError::Io("request not answered".into()).errno(), &[]);
-        }
+    fn error(self, errno: i32) {
+        self.0.send(errno, &[]);
     }
 }
 

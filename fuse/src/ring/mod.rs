@@ -10,8 +10,9 @@ mod queue;
 mod request;
 
 use std::os::fd::OwnedFd;
-use std::sync::mpsc::sync_channel;
-use std::time::Duration;
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use tracing::{info, warn};
@@ -23,22 +24,47 @@ pub(crate) use queue::RingSender;
 use crate::filesystem::Handlers;
 
 /// Entries per queue: requests of one CPU served at the same time (a change waiting for the
-/// cluster holds its entry until it is answered).
-const QUEUE_DEPTH: usize = 8;
+/// cluster, or an fsync, holds its entry until it is answered; the kernel does not move a
+/// request to another CPU's queue). Their payload buffers are only touched as far as
+/// requests and replies reach, so a deep queue costs address space, not memory.
+const QUEUE_DEPTH: usize = 32;
 /// Payload buffer of an entry: the largest request or reply (max_write and max_pages of
 /// this filesystem are 1 MiB; the kernel refuses a smaller buffer).
 const PAYLOAD_LEN: usize = 1024 * 1024 + 4096;
+/// How long INIT waits for the rings to be made.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Whether and on which descriptor the queues may start; filled by the daemon after the
 /// mount, used by the INIT handler.
 pub struct RingSetup {
     wanted: bool,
     device: Mutex<Option<OwnedFd>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// Rings made at INIT, their threads waiting for [`PreparedRings::start`].
+pub(crate) struct PreparedRings<'a> {
+    setup: &'a RingSetup,
+    go: Vec<SyncSender<bool>>,
+}
+
+impl PreparedRings<'_> {
+    /// Lets the queues serve (`serve`: INIT asked the kernel for io_uring) or end.
+    pub fn start(self, serve: bool) {
+        for go in &self.go {
+            let _ = go.send(serve);
+        }
+        if serve {
+            info!(target: "fuse", "serving over io_uring: {} queues of {QUEUE_DEPTH} entries", self.go.len());
+        } else {
+            self.setup.wait_stopped(SETUP_TIMEOUT);
+        }
+    }
 }
 
 impl RingSetup {
     pub fn new(wanted: bool) -> RingSetup {
-        RingSetup { wanted, device: Mutex::new(None) }
+        RingSetup { wanted, device: Mutex::new(None), threads: Mutex::new(Vec::new()) }
     }
 
     /// The session's `/dev/fuse` descriptor (a duplicate).
@@ -46,26 +72,28 @@ impl RingSetup {
         *self.device.lock() = Some(fd);
     }
 
-    /// At INIT: if wanted and offered by the kernel ([`kernel_offers_io_uring`]), makes one ring per
-    /// possible CPU, each on its pinned queue thread, and starts serving. True when every
-    /// ring was made: INIT may then ask for io_uring. Otherwise nothing is started and the
-    /// `/dev/fuse` session serves everything.
-    pub(crate) fn prepare(&self, handlers: Handlers) -> bool {
+    /// At INIT: if wanted and offered by the kernel ([`kernel_offers_io_uring`]), makes one
+    /// ring per possible CPU, each on its queue thread pinned to that CPU. Some when every
+    /// ring was made: INIT may then ask for io_uring and start them. None: nothing runs and
+    /// the `/dev/fuse` session serves everything.
+    pub(crate) fn prepare(&self, handlers: Handlers) -> Option<PreparedRings<'_>> {
         if !self.wanted || !kernel_offers_io_uring() {
-            return false;
+            return None;
         }
-        let Some(dev) = self.device.lock().take() else { return false };
+        let dev = self.device.lock().take()?;
         let cpus = possible_cpus();
         let (tx, rx) = sync_channel::<Result<(), String>>(cpus);
-        let (go_tx, go_rx) = (0..cpus).map(|_| sync_channel::<bool>(1)).unzip::<_, _, Vec<_>, Vec<_>>();
-        for (qid, go) in go_rx.into_iter().enumerate() {
+        let mut go = Vec::new();
+        let mut threads = self.threads.lock();
+        for qid in 0..cpus {
             let dev = match dev.try_clone() {
                 Ok(d) => d,
                 Err(e) => {
-                    warn!(target: "fuse", "io_uring not used: {e}");
-                    return false;
+                    let _ = tx.send(Err(format!("queue {qid}: {e}")));
+                    break;
                 }
             };
+            let (go_tx, go_rx) = sync_channel::<bool>(1);
             let (ready, handlers) = (tx.clone(), handlers.clone());
             let spawned = std::thread::Builder::new().name(format!("fuse-ring-{qid}")).spawn(move || {
                 if let Err(e) = queue::pin_to_cpu(qid) {
@@ -74,7 +102,7 @@ impl RingSetup {
                 match QueueRing::new(dev, qid as u16, QUEUE_DEPTH, PAYLOAD_LEN) {
                     Ok(ring) => {
                         let _ = ready.send(Ok(()));
-                        if go.recv() == Ok(true) {
+                        if go_rx.recv() == Ok(true) {
                             ring.serve(handlers);
                         }
                     }
@@ -83,28 +111,54 @@ impl RingSetup {
                     }
                 }
             });
-            if let Err(e) = spawned {
-                let _ = tx.send(Err(format!("queue {qid}: {e}")));
+            match spawned {
+                Ok(t) => {
+                    threads.push(t);
+                    go.push(go_tx);
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(format!("queue {qid}: {e}")));
+                    break;
+                }
             }
         }
-        let mut all_made = true;
-        for _ in 0..cpus {
-            match rx.recv_timeout(Duration::from_secs(5)) {
-                Ok(Ok(())) => {}
+        drop(threads);
+        let deadline = Instant::now() + SETUP_TIMEOUT;
+        let mut made = 0;
+        while made < cpus {
+            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(Ok(())) => made += 1,
                 Ok(Err(e)) => {
                     warn!(target: "fuse", "io_uring not used: {e}");
-                    all_made = false;
+                    break;
                 }
-                Err(_) => all_made = false,
+                Err(_) => {
+                    warn!(target: "fuse", "io_uring not used: {made} of {cpus} rings made in {SETUP_TIMEOUT:?}");
+                    break;
+                }
             }
         }
-        for go in go_tx {
-            let _ = go.send(all_made);
+        let prepared = PreparedRings { setup: self, go };
+        if made < cpus {
+            prepared.start(false);
+            return None;
         }
-        if all_made {
-            info!(target: "fuse", "serving over io_uring: {cpus} queues of {QUEUE_DEPTH} entries");
+        Some(prepared)
+    }
+
+    /// Waits (at most `timeout`) for the queue threads to end: they do once the connection
+    /// is gone (after the unmount), or at once when they were never started.
+    pub fn wait_stopped(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let threads = std::mem::take(&mut *self.threads.lock());
+        for t in threads {
+            while !t.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            }
         }
-        all_made
     }
 }
 
@@ -114,12 +168,31 @@ pub fn kernel_offers_io_uring() -> bool {
     std::fs::read_to_string("/sys/module/fuse/parameters/enable_uring").is_ok_and(|v| v.trim() == "Y")
 }
 
-/// Number of queues the kernel makes: one per possible CPU (`/sys/devices/system/cpu/possible`).
+/// Number of queues the kernel makes: one per possible CPU (`/sys/devices/system/cpu/possible`,
+/// a list of ranges such as `0-3,8-11`), queue i serving CPU i.
 fn possible_cpus() -> usize {
     let text = std::fs::read_to_string("/sys/devices/system/cpu/possible").unwrap_or_default();
-    let highest = text.trim().split(',').filter_map(|r| r.rsplit('-').next()?.parse::<usize>().ok()).max();
-    match highest {
-        Some(h) => h + 1,
-        None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+    count_cpus(&text).unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+}
+
+fn count_cpus(list: &str) -> Option<usize> {
+    let mut n = 0;
+    for range in list.trim().split(',').filter(|r| !r.is_empty()) {
+        let (a, b) = range.split_once('-').unwrap_or((range, range));
+        let (a, b): (usize, usize) = (a.parse().ok()?, b.parse().ok()?);
+        n += b.checked_sub(a)? + 1;
+    }
+    (n > 0).then_some(n)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cpu_lists_count_their_cpus() {
+        assert_eq!(super::count_cpus("0-1\n"), Some(2));
+        assert_eq!(super::count_cpus("0"), Some(1));
+        assert_eq!(super::count_cpus("0-3,8-11"), Some(8));
+        assert_eq!(super::count_cpus(""), None);
+        assert_eq!(super::count_cpus("x"), None);
     }
 }

@@ -82,16 +82,23 @@ pub struct Queue {
 unsafe impl Send for Queue {}
 unsafe impl Sync for Queue {}
 
-/// Where the answer to one ring entry's request goes (see [`crate::reply`]).
+/// Where the answer to one ring entry's request goes (see [`crate::reply`]): answers once,
+/// and EIO if dropped unanswered (a panicking handler, a malformed request).
 pub struct RingSender {
     queue: Arc<Queue>,
     idx: usize,
+    answered: bool,
 }
 
 impl RingSender {
     /// Answers the entry's request: `errno` 0 with `body` (the reply's structs and data,
-    /// in order), or an error without a body. From any thread; exactly once.
-    pub fn send(&self, errno: i32, body: &[&[u8]]) {
+    /// in order), or an error without a body. From any thread.
+    pub fn send(mut self, errno: i32, body: &[&[u8]]) {
+        self.answer(errno, body);
+    }
+
+    fn answer(&mut self, errno: i32, body: &[&[u8]]) {
+        self.answered = true;
         let entry = &self.queue.entries[self.idx];
         {
             let mut reply = entry.reply.lock();
@@ -110,11 +117,23 @@ impl RingSender {
     }
 }
 
+impl Drop for RingSender {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.answer(FsError::Io("request not answered".into()).errno(), &[]);
+        }
+    }
+}
+
 /// The ring of one queue, made on its own thread before INIT is answered.
 pub struct QueueRing {
     ring: IoUring<squeue::Entry128, cqueue::Entry>,
     queue: Arc<Queue>,
     dev: OwnedFd,
+    /// Where the eventfd read lands; dropped after the ring (field order).
+    wake_buf: Box<[u8; 8]>,
+    /// Per entry: its last command was a REGISTER (not a COMMIT_AND_FETCH).
+    registering: Vec<bool>,
 }
 
 impl QueueRing {
@@ -129,7 +148,8 @@ impl QueueRing {
         // SAFETY: `wake` is a fresh descriptor we own.
         let wake = unsafe { OwnedFd::from_raw_fd(wake) };
         let entries = (0..depth).map(|_| Entry::new(payload_len)).collect();
-        Ok(QueueRing { ring, queue: Arc::new(Queue { qid, entries, late: Mutex::new(Vec::new()), wake }), dev })
+        let queue = Arc::new(Queue { qid, entries, late: Mutex::new(Vec::new()), wake });
+        Ok(QueueRing { ring, queue, dev, wake_buf: Box::new([0u8; 8]), registering: vec![false; depth] })
     }
 
     fn push(&mut self, sqe: squeue::Entry128) -> io::Result<()> {
@@ -142,6 +162,7 @@ impl QueueRing {
     }
 
     fn register(&mut self, idx: usize) -> io::Result<()> {
+        self.registering[idx] = true;
         let e = &self.queue.entries[idx];
         e.state.store(KERNEL, Ordering::Release);
         let sqe = opcode::UringCmd80::new(types::Fd(self.dev.as_raw_fd()), abi::CMD_REGISTER)
@@ -175,6 +196,7 @@ impl QueueRing {
             }
         }
         e.state.store(KERNEL, Ordering::Release);
+        self.registering[idx] = false;
         let sqe = opcode::UringCmd80::new(types::Fd(self.dev.as_raw_fd()), abi::CMD_COMMIT_AND_FETCH)
             .cmd(abi::cmd_req(unique, self.queue.qid))
             .build()
@@ -195,27 +217,26 @@ impl QueueRing {
         // SAFETY: as above.
         let payload = unsafe { std::slice::from_raw_parts(e.payload, payload_sz) };
         e.commit_id.store(commit_id, Ordering::Relaxed);
-        let sender = RingSender { queue: self.queue.clone(), idx };
-        match InHeader::parse(header) {
+        let sender = RingSender { queue: self.queue.clone(), idx, answered: false };
+        let qid = self.queue.qid;
+        // A panic while parsing or in the handler drops the reply, which answers EIO; the
+        // queue thread must live on, or every later request of its CPU would hang.
+        let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match InHeader::parse(header) {
             Some(h) => {
                 let op_len = (h.len as usize).saturating_sub(abi::IN_HEADER_SIZE + payload_sz).min(abi::HEADER_SIZE - abi::OP_IN - 32);
                 let op = &header[abi::OP_IN..abi::OP_IN + op_len];
                 match request::parse(h.opcode, op, payload) {
-                    Ok(call) => {
-                        // A panicking handler drops its reply, which answers EIO; the queue
-                        // thread must live on, or every later request of its CPU would hang.
-                        let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(handlers, h.nodeid, h.pid, call, sender)));
-                        if served.is_err() {
-                            tracing::error!(target: "fuse", "handler of request {} (opcode {}) panicked; answered EIO", h.unique, h.opcode);
-                        }
-                    }
+                    Ok(call) => dispatch(handlers, h.nodeid, h.pid, call, sender),
                     Err(_) => {
-                        warn!(target: "fuse", "malformed request (opcode {}, {} bytes) on ring queue {}", h.opcode, h.len, self.queue.qid);
+                        warn!(target: "fuse", "malformed request (opcode {}, {} bytes) on ring queue {qid}", h.opcode, h.len);
                         sender.send(FsError::Io("malformed request".into()).errno(), &[]);
                     }
                 }
             }
             None => sender.send(FsError::Io("malformed request".into()).errno(), &[]),
+        }));
+        if served.is_err() {
+            tracing::error!(target: "fuse", "request {commit_id} on ring queue {qid} panicked; answered EIO");
         }
         if e.state.compare_exchange(DISPATCHING, DEFERRED, Ordering::AcqRel, Ordering::Acquire).is_err() {
             self.commit(idx)?;
@@ -223,47 +244,74 @@ impl QueueRing {
         Ok(())
     }
 
-    /// Registers every entry and serves until the connection ends.
+    fn arm_wake(&mut self) -> io::Result<()> {
+        let sqe = opcode::Read::new(types::Fd(self.queue.wake.as_raw_fd()), self.wake_buf.as_mut_ptr(), 8).build().user_data(WAKE);
+        self.push(sqe.into())
+    }
+
+    /// What a completion means: a request to serve, late replies to commit, or an entry
+    /// that ended.
+    fn complete(&mut self, user_data: u64, res: i32, handlers: &Handlers, live: &mut usize) -> io::Result<()> {
+        if user_data == WAKE {
+            if res < 0 {
+                warn!(target: "fuse", "ring queue {}: eventfd read failed: {}", self.queue.qid, io::Error::from_raw_os_error(-res));
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let late = std::mem::take(&mut *self.queue.late.lock());
+            late.into_iter().try_for_each(|idx| self.commit(idx))?;
+            return self.arm_wake();
+        }
+        let idx = user_data as usize;
+        if res >= 0 {
+            return self.handle(idx, handlers);
+        }
+        match -res {
+            // the kernel has not processed the INIT reply yet
+            libc::EAGAIN if self.registering[idx] => {
+                std::thread::sleep(Duration::from_millis(1));
+                self.register(idx)
+            }
+            // the connection ends (unmount, abort)
+            libc::ENOTCONN | libc::ECONNABORTED | libc::ECANCELED | libc::ENODEV => {
+                *live -= 1;
+                Ok(())
+            }
+            errno => {
+                let err = io::Error::from_raw_os_error(errno);
+                if self.registering[idx] {
+                    // refused: the kernel falls back to /dev/fuse for the whole connection
+                    warn!(target: "fuse", "ring queue {}: registration refused: {err}; serving through /dev/fuse", self.queue.qid);
+                    *live -= 1;
+                    Ok(())
+                } else {
+                    // a refused commit leaves the entry with us: hand it to the kernel again
+                    warn!(target: "fuse", "ring queue {}: commit of entry {idx} refused: {err}", self.queue.qid);
+                    self.register(idx)
+                }
+            }
+        }
+    }
+
+    /// Registers every entry and serves until the connection ends. A queue that cannot go
+    /// on ends the daemon: its CPU's requests would otherwise wait forever (the kernel keeps
+    /// queueing them here), while a restart loses nothing (crash record, crash copies).
     pub fn serve(mut self, handlers: Handlers) {
-        let mut wake_buf = Box::new([0u8; 8]);
-        let arm_wake = |ring: &mut QueueRing, buf: &mut [u8; 8]| {
-            let sqe = opcode::Read::new(types::Fd(ring.queue.wake.as_raw_fd()), buf.as_mut_ptr(), 8).build().user_data(WAKE);
-            ring.push(sqe.into())
-        };
-        let mut result = arm_wake(&mut self, &mut wake_buf);
+        let mut live = self.queue.entries.len();
+        let mut result = self.arm_wake();
         for idx in 0..self.queue.entries.len() {
             result = result.and_then(|_| self.register(idx));
         }
-        let mut live = self.queue.entries.len();
         while result.is_ok() && live > 0 {
             if let Err(e) = self.ring.submit_and_wait(1) {
-                if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EAGAIN | libc::EBUSY)) {
-                    continue;
+                // EBUSY: completions to reap first
+                if !matches!(e.raw_os_error(), Some(libc::EINTR | libc::EAGAIN | libc::EBUSY)) {
+                    result = Err(e);
+                    break;
                 }
-                result = Err(e);
-                break;
             }
             let done: Vec<(u64, i32)> = self.ring.completion().map(|c| (c.user_data(), c.result())).collect();
             for (user_data, res) in done {
-                result = if user_data == WAKE && res < 0 {
-                    Err(io::Error::from_raw_os_error(-res))
-                } else if user_data == WAKE {
-                    let late = std::mem::take(&mut *self.queue.late.lock());
-                    late.into_iter().try_for_each(|idx| self.commit(idx)).and_then(|_| arm_wake(&mut self, &mut wake_buf))
-                } else if res == -libc::EAGAIN {
-                    // the kernel has not processed the INIT reply yet
-                    std::thread::sleep(Duration::from_millis(1));
-                    self.register(user_data as usize)
-                } else if res < 0 {
-                    live -= 1;
-                    let err = io::Error::from_raw_os_error(-res);
-                    if !matches!(-res, libc::ENOTCONN | libc::ECONNABORTED | libc::ECANCELED | libc::ENODEV) {
-                        warn!(target: "fuse", "ring queue {}: entry {user_data} ended: {err}", self.queue.qid);
-                    }
-                    Ok(())
-                } else {
-                    self.handle(user_data as usize, &handlers)
-                };
+                result = self.complete(user_data, res, &handlers, &mut live);
                 if result.is_err() {
                     break;
                 }
@@ -271,7 +319,10 @@ impl QueueRing {
         }
         match result {
             Ok(()) => debug!(target: "fuse", "ring queue {} stopped", self.queue.qid),
-            Err(e) => warn!(target: "fuse", "ring queue {} failed: {e}", self.queue.qid),
+            Err(e) => {
+                tracing::error!(target: "fuse", "ring queue {} failed: {e} - exiting, as its CPU's requests could not be answered", self.queue.qid);
+                std::process::abort();
+            }
         }
     }
 }

@@ -98,8 +98,17 @@ fn names<const N: usize>(payload: &[u8]) -> Result<[&OsStr; N], Malformed> {
     Ok(out)
 }
 
+/// A time the kernel sends as signed seconds (in a u64 field) and nanoseconds; before 1970
+/// for `touch -d @-1` or an old file unpacked by tar. Out of range: the epoch.
 fn time(secs: u64, nsecs: u32) -> SystemTime {
-    UNIX_EPOCH + Duration::new(secs, nsecs.min(999_999_999))
+    let secs = secs as i64;
+    let nsecs = Duration::from_nanos(u64::from(nsecs.min(999_999_999)));
+    let t = if secs >= 0 {
+        UNIX_EPOCH.checked_add(Duration::from_secs(secs as u64))
+    } else {
+        UNIX_EPOCH.checked_sub(Duration::from_secs(secs.unsigned_abs()))
+    };
+    t.and_then(|t| t.checked_add(nsecs)).unwrap_or(UNIX_EPOCH)
 }
 
 fn set_time(valid: u32, bit: u32, now_bit: u32, secs: u64, nsecs: u32) -> Option<TimeOrNow> {
@@ -221,6 +230,18 @@ mod tests {
         assert_eq!(s.atime, Some(TimeOrNow::Now));
         assert_eq!(s.mtime, Some(TimeOrNow::SpecificTime(UNIX_EPOCH + Duration::from_secs(1000))));
         assert_eq!(s.uid, None);
+    }
+
+    #[test]
+    fn times_before_1970_and_out_of_range_do_not_panic() {
+        let valid = FATTR_ATIME | FATTR_MTIME;
+        let o = op(&[(0, &valid.to_ne_bytes()), (32, &(-10i64 as u64).to_ne_bytes()), (40, &u64::MAX.to_ne_bytes()), (60, &5u32.to_ne_bytes())]);
+        let Ok(Call::SetAttr(s)) = parse(SETATTR, &o, &[]) else { panic!("not a setattr") };
+        assert_eq!(s.atime, Some(TimeOrNow::SpecificTime(UNIX_EPOCH - Duration::from_secs(10))));
+        // -1 s + 5 ns
+        assert_eq!(s.mtime, Some(TimeOrNow::SpecificTime(UNIX_EPOCH - Duration::from_secs(1) + Duration::from_nanos(5))));
+        let huge = op(&[(0, &FATTR_MTIME.to_ne_bytes()), (40, &(i64::MAX as u64).to_ne_bytes())]);
+        assert!(parse(SETATTR, &huge, &[]).is_ok());
     }
 
     #[test]
