@@ -25,8 +25,13 @@ struct Knob {
 }
 
 impl Knob {
-    /// None (the test is skipped) where the kernel has no FUSE io_uring.
+    /// None (the test is skipped) where the kernel has no FUSE io_uring, or io_uring is
+    /// switched off (`kernel.io_uring_disabled`).
     fn set(on: bool) -> Option<Knob> {
+        let disabled = fs::read_to_string("/proc/sys/kernel/io_uring_disabled").map(|v| v.trim() != "0").unwrap_or(false);
+        if disabled {
+            return None;
+        }
         let old = fs::read_to_string(KNOB).ok()?;
         if fs::write(KNOB, if on { "Y" } else { "N" }).is_err() {
             return None;
