@@ -162,7 +162,10 @@ struct CutResult {
 fn verify_cut(cut: &Path, hist: &History, bound_ns: i64) -> CutResult {
     let time = std::fs::read_to_string(cut.join("time")).unwrap();
     let f: Vec<i64> = time.split_whitespace().map(|x| x.parse().unwrap()).collect();
+    // The cut is taken over an interval: began at t_cut (everything acknowledged before it
+    // must be there), ended at t_end (nothing that started after it can be there).
     let (t_cut, mode) = (f[0], f[1]);
+    let t_end = f.get(4).copied().unwrap_or(t_cut);
     let name = cut.file_name().unwrap().to_string_lossy().to_string();
     let ctx = format!("{name} (mode {mode}, {} unsynced sectors, {} kept)", f[2], f[3]);
 
@@ -194,7 +197,7 @@ fn verify_cut(cut: &Path, hist: &History, bound_ns: i64) -> CutResult {
                 let seq = parse_seq(&data).unwrap_or_else(|| panic!("{ctx}: pl/w{k} holds garbage"));
                 assert!(seq < ops.len(), "{ctx}: pl/w{k} seq {seq} was never written");
                 assert_eq!(data, content(k, seq), "{ctx}: pl/w{k} seq {seq} is torn");
-                assert!(ops[seq].start <= t_cut, "{ctx}: pl/w{k} seq {seq} started after the cut");
+                assert!(ops[seq].start <= t_end, "{ctx}: pl/w{k} seq {seq} started after the cut ({} us after its end)", (ops[seq].start - t_end) / 1000);
                 Some(seq)
             }
             Err(e) => {
@@ -224,7 +227,7 @@ fn verify_cut(cut: &Path, hist: &History, bound_ns: i64) -> CutResult {
             assert!(here, "{ctx}: pl/d/{seq} acknowledged {} ms before the cut is lost", (t_cut - o.ack.unwrap()) / 1_000_000);
         }
         if here {
-            assert!(o.start <= t_cut, "{ctx}: pl/d/{seq} started after the cut");
+            assert!(o.start <= t_end, "{ctx}: pl/d/{seq} started after the cut ({} us after its end, {} us after its start)", (o.start - t_end) / 1000, (o.start - t_cut) / 1000);
         } else if let Some(a) = o.ack.filter(|a| *a <= t_cut) {
             loss_ns = loss_ns.max(t_cut - a);
         }

@@ -9,7 +9,7 @@
  * $PLSHIM_SEED) into $PLSHIM_OUT/cut-N/: the durable image plus, depending on the mode, none,
  * a random subset (in 512-byte sectors, in any order) or all of the bytes written since the
  * last sync, including unsynced size changes. cut-N/time holds the CLOCK_MONOTONIC instant
- * of the cut (ns), the mode and sector counts. $PLSHIM_OUT/done marks the end.
+ * the cut began (ns), the mode, the sector counts and the instant it ended. $PLSHIM_OUT/done marks the end.
  *
  * Writes and truncates on the database files take the shim's lock, so a cut never sees half
  * a write; fsync/fdatasync copy the file under the same lock. Whatever was written but not
@@ -290,7 +290,8 @@ static void do_cut(int k) {
     char tf[PATH_MAX + 64];
     snprintf(tf, sizeof tf, "%s/time", tmpdir);
     char line[256];
-    int len = snprintf(line, sizeof line, "%lld %d %ld %ld\n", t, mode, unsynced, taken);
+    /* the copy takes a while: the cut is the interval [t, t_end] (see power_loss.rs) */
+    int len = snprintf(line, sizeof line, "%lld %d %ld %ld %lld\n", t, mode, unsynced, taken, now_ns());
     spill(tf, (const unsigned char *)line, (size_t)len);
     rename(tmpdir, cutdir);
 }
