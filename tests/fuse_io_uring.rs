@@ -12,38 +12,20 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Mutex;
 
+use common::uring_knob::UringKnob;
 use common::{errno, require_root, Daemon, IO_URING_LOG_LINE};
-
-const KNOB: &str = "/sys/module/fuse/parameters/enable_uring";
 
 /// The tests of this binary switch a global kernel knob: one at a time.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-/// Sets the fuse module's `enable_uring` for as long as it lives, then restores it.
-struct Knob {
-    old: String,
-}
-
-impl Knob {
-    /// None (the test is skipped) where the kernel has no FUSE io_uring, or io_uring is
-    /// switched off (`kernel.io_uring_disabled`).
-    fn set(on: bool) -> Option<Knob> {
-        let disabled = fs::read_to_string("/proc/sys/kernel/io_uring_disabled").map(|v| v.trim() != "0").unwrap_or(false);
-        if disabled {
-            return None;
-        }
-        let old = fs::read_to_string(KNOB).ok()?;
-        if fs::write(KNOB, if on { "Y" } else { "N" }).is_err() {
-            return None;
-        }
-        Some(Knob { old: old.trim().to_string() })
+/// The knob set (restored when dropped); None (the test is skipped) where the kernel has no
+/// FUSE io_uring, or io_uring is switched off (`kernel.io_uring_disabled`).
+fn knob(on: bool) -> Option<UringKnob> {
+    let disabled = fs::read_to_string("/proc/sys/kernel/io_uring_disabled").map(|v| v.trim() != "0").unwrap_or(false);
+    if disabled {
+        return None;
     }
-}
-
-impl Drop for Knob {
-    fn drop(&mut self) {
-        let _ = fs::write(KNOB, &self.old);
-    }
+    UringKnob::set(on)
 }
 
 fn skip(why: &str) {
@@ -69,16 +51,22 @@ fn ring_threads(pid: i32) -> usize {
     threads(pid).iter().filter(|(n, _)| n.starts_with("fuse-ring-")).count()
 }
 
+/// CPUs in /sys/devices/system/cpu/possible (ranges such as `0-3,8-11`): the kernel makes
+/// one queue per possible CPU.
 fn possible_cpus() -> usize {
     let text = fs::read_to_string("/sys/devices/system/cpu/possible").unwrap();
-    text.trim().split(',').filter_map(|r| r.rsplit('-').next()?.parse::<usize>().ok()).max().unwrap() + 1
+    let range = |r: &str| -> usize {
+        let (a, b) = r.split_once('-').unwrap_or((r, r));
+        b.parse::<usize>().unwrap() - a.parse::<usize>().unwrap() + 1
+    };
+    text.trim().split(',').map(range).sum()
 }
 
 #[test]
 fn requests_are_served_by_the_per_cpu_queues() {
     require_root();
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(_knob) = Knob::set(true) else { return skip("no FUSE io_uring in this kernel") };
+    let Some(_knob) = knob(true) else { return skip("no FUSE io_uring in this kernel") };
     let d = Daemon::start(&[]);
     let t0 = std::time::Instant::now();
     while !d.log_text().contains(IO_URING_LOG_LINE) && t0.elapsed().as_secs() < 10 {
@@ -104,7 +92,7 @@ fn requests_are_served_by_the_per_cpu_queues() {
 fn every_kind_of_request_answers_over_the_ring() {
     require_root();
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(_knob) = Knob::set(true) else { return skip("no FUSE io_uring in this kernel") };
+    let Some(_knob) = knob(true) else { return skip("no FUSE io_uring in this kernel") };
     let mut d = Daemon::start(&[]);
     let t0 = std::time::Instant::now();
     while !d.log_text().contains(IO_URING_LOG_LINE) && t0.elapsed().as_secs() < 10 {
@@ -181,14 +169,14 @@ fn without_the_kernel_knob_or_with_no_io_uring_dev_fuse_serves_alone() {
     require_root();
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     {
-        let Some(_knob) = Knob::set(true) else { return skip("no FUSE io_uring in this kernel") };
+        let Some(_knob) = knob(true) else { return skip("no FUSE io_uring in this kernel") };
         let d = Daemon::start(&["--no-io-uring"]);
         fs::write(d.p("a"), "1").unwrap();
         assert_eq!(fs::read_to_string(d.p("a")).unwrap(), "1");
         assert_eq!(ring_threads(d.pid()), 0);
         assert!(!d.log_text().contains(IO_URING_LOG_LINE));
     }
-    let Some(_knob) = Knob::set(false) else { return skip("no FUSE io_uring in this kernel") };
+    let Some(_knob) = knob(false) else { return skip("no FUSE io_uring in this kernel") };
     let d = Daemon::start(&[]);
     fs::write(d.p("a"), "1").unwrap();
     assert_eq!(fs::read_to_string(d.p("a")).unwrap(), "1");

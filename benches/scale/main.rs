@@ -751,39 +751,19 @@ fn status_total_mem_gb() -> f64 {
 // ---------------------------------------------------------------------------------------------
 // Main
 
-const URING_KNOB: &str = "/sys/module/fuse/parameters/enable_uring";
-
-/// Sets the fuse module's `enable_uring` for the run and restores it when dropped.
-struct UringKnob {
-    old: Option<String>,
-}
-
-impl UringKnob {
-    fn set(want: Option<bool>) -> UringKnob {
-        let old = fs::read_to_string(URING_KNOB).ok().map(|v| v.trim().to_string());
-        if let (Some(on), Some(_)) = (want, &old) {
-            if let Err(e) = fs::write(URING_KNOB, if on { "Y" } else { "N" }) {
-                eprintln!("scale: cannot set {URING_KNOB}: {e}");
-            }
-        }
-        UringKnob { old }
-    }
-
-    fn now() -> String {
-        fs::read_to_string(URING_KNOB).map(|v| v.trim().to_string()).unwrap_or_else(|_| "absent".into())
-    }
-}
-
-impl Drop for UringKnob {
-    fn drop(&mut self) {
-        if let Some(old) = &self.old {
-            let _ = fs::write(URING_KNOB, old);
-        }
-    }
-}
+#[path = "../../tests/common/uring_knob.rs"]
+mod uring_knob;
+use uring_knob::UringKnob;
 
 fn run(p: &Params) -> Result<(), String> {
-    let _knob = UringKnob::set(p.fuse_io_uring);
+    // the kernel's FUSE io_uring switch for the run, restored when `_knob` is dropped
+    let _knob = p.fuse_io_uring.and_then(|on| {
+        let knob = UringKnob::set(on);
+        if knob.is_none() && UringKnob::now() != "absent" {
+            eprintln!("scale: cannot set {}", uring_knob::KNOB);
+        }
+        knob
+    });
     let uring = UringKnob::now();
     fs::create_dir_all(&p.base).map_err(|e| format!("{}: {e}", p.base.display()))?;
     let mut rounds: Vec<Vec<Map<String, Value>>> = vec![Vec::new(); p.daemons.len()];

@@ -5,6 +5,7 @@
 pub mod cluster;
 pub mod qb;
 mod rng;
+pub mod uring_knob;
 
 #[allow(unused_imports)]
 pub use rng::Rng;
@@ -123,7 +124,7 @@ impl Daemon {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        let knob_on = std::fs::read_to_string("/sys/module/fuse/parameters/enable_uring").is_ok_and(|v| v.trim() == "Y");
+        let knob_on = uring_knob::UringKnob::now() == "Y";
         if std::env::var_os("PMXCFS_TEST_IO_URING").is_some_and(|v| v == "1") && knob_on && !self.args.iter().any(|a| a == "--no-io-uring") {
             // the suite's io_uring pass: a daemon that fell back to /dev/fuse would pass the
             // tests without testing the ring

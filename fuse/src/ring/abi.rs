@@ -13,7 +13,9 @@ pub const CMD_COMMIT_AND_FETCH: u32 = 2;
 /// on commit), `op_in[128]` (the opcode's fixed struct), `ring_ent_in_out` (32 bytes).
 pub const HEADER_SIZE: usize = 128 + 128 + 32;
 pub const OP_IN: usize = 128;
-pub const ENT_IN_OUT: usize = 256;
+/// Room for the opcode's fixed struct in `op_in`.
+pub const OP_IN_SIZE: usize = 128;
+pub const ENT_IN_OUT: usize = OP_IN + OP_IN_SIZE;
 /// Offsets inside `struct fuse_uring_ent_in_out`.
 pub const ENT_COMMIT_ID: usize = ENT_IN_OUT + 8;
 pub const ENT_PAYLOAD_SZ: usize = ENT_IN_OUT + 16;
@@ -64,10 +66,11 @@ impl InHeader {
     }
 }
 
-/// A `struct fuse_out_header` for `unique` with `errno` (0 = success) and no payload.
-pub fn error_reply(unique: u64, errno: i32) -> [u8; OUT_HEADER_SIZE] {
+/// The `struct fuse_out_header` of a reply to `unique` with `errno` (0 = success) and
+/// `payload_len` bytes after it.
+pub fn out_header(unique: u64, errno: i32, payload_len: usize) -> [u8; OUT_HEADER_SIZE] {
     let mut out = [0u8; OUT_HEADER_SIZE];
-    out[0..4].copy_from_slice(&(OUT_HEADER_SIZE as u32).to_ne_bytes());
+    out[0..4].copy_from_slice(&((OUT_HEADER_SIZE + payload_len) as u32).to_ne_bytes());
     out[4..8].copy_from_slice(&(-errno).to_ne_bytes());
     out[8..16].copy_from_slice(&unique.to_ne_bytes());
     out
@@ -102,10 +105,12 @@ mod tests {
     }
 
     #[test]
-    fn error_reply_is_a_bare_out_header() {
-        let r = error_reply(9, libc::ENOSYS);
+    fn out_header_carries_length_errno_and_unique() {
+        let r = out_header(9, libc::ENOSYS, 0);
         assert_eq!(u32_at(&r, 0), Some(16));
         assert_eq!(u32_at(&r, 4).map(|e| e as i32), Some(-libc::ENOSYS));
         assert_eq!(u64_at(&r, 8), Some(9));
+        let ok = out_header(10, 0, 104);
+        assert_eq!((u32_at(&ok, 0), u32_at(&ok, 4)), (Some(120), Some(0)));
     }
 }

@@ -153,8 +153,8 @@ impl QueueRing {
     }
 
     fn push(&mut self, sqe: squeue::Entry128) -> io::Result<()> {
-        // SAFETY: every buffer an SQE names lives in `self.queue` (entries, eventfd buffer
-        // in `serve`) for as long as the ring.
+        // SAFETY: every buffer an SQE names (entry buffers in `self.queue`, `self.wake_buf`)
+        // lives as long as the ring.
         while unsafe { self.ring.submission().push(&sqe) }.is_err() {
             self.ring.submit()?;
         }
@@ -185,8 +185,7 @@ impl QueueRing {
                 *reply = (FsError::Io("reply too large".into()).errno(), Vec::new());
             }
             let (errno, body) = (reply.0, &reply.1);
-            let mut head = abi::error_reply(unique, errno);
-            head[0..4].copy_from_slice(&((abi::OUT_HEADER_SIZE + body.len()) as u32).to_ne_bytes());
+            let head = abi::out_header(unique, errno, body.len());
             // SAFETY: the entry is this thread's (replied, not yet committed); the header is
             // 16 bytes into a 288-byte buffer, the body fits the payload buffer (checked).
             unsafe {
@@ -223,7 +222,7 @@ impl QueueRing {
         // queue thread must live on, or every later request of its CPU would hang.
         let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match InHeader::parse(header) {
             Some(h) => {
-                let op_len = (h.len as usize).saturating_sub(abi::IN_HEADER_SIZE + payload_sz).min(abi::HEADER_SIZE - abi::OP_IN - 32);
+                let op_len = (h.len as usize).saturating_sub(abi::IN_HEADER_SIZE + payload_sz).min(abi::OP_IN_SIZE);
                 let op = &header[abi::OP_IN..abi::OP_IN + op_len];
                 match request::parse(h.opcode, op, payload) {
                     Ok(call) => dispatch(handlers, h.nodeid, h.pid, call, sender),
